@@ -1,0 +1,133 @@
+"""Watch-glob matching and expansion, shared by the worker (to fill `ctx.watched_files`) and
+the daemon (to decide which file events concern which module), so both agree exactly.
+
+Patterns are `/`-separated: `*` and `?` never cross a `/`, `[...]` is a character class and a
+whole `**` component matches zero or more folders. Relative patterns are joined to the loader's
+folder and normalised (`..` allowed), giving absolute patterns.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from functools import lru_cache
+
+from vmd.ipc import Sig
+
+_MAGIC = re.compile(r"[*?\[]")
+
+
+def signature(path: str) -> Sig:
+    """The stat signature of `path` (following symlinks), None if it does not exist."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+
+
+def absolute(pattern: str, folder: str) -> str:
+    """Join a loader's glob to its folder and normalise it (`a/../b` -> `b`)."""
+    pattern = pattern.replace(os.sep, "/")
+    joined = pattern if posixpath.isabs(pattern) else posixpath.join(folder, pattern)
+    return posixpath.normpath(joined)
+
+
+def split(pattern: str) -> tuple[str, list[str]]:
+    """Split an absolute pattern into its literal base folder and the glob components after it."""
+    parts = pattern.split("/")
+    for i, part in enumerate(parts):
+        if _MAGIC.search(part):
+            return "/".join(parts[:i]) or "/", parts[i:]
+    return posixpath.dirname(pattern) or "/", [parts[-1]]
+
+
+def is_recursive(pattern: str) -> bool:
+    """Whether matching needs more than the base folder's direct entries."""
+    return len(split(pattern)[1]) > 1
+
+
+def _translate_part(part: str) -> str:
+    out: list[str] = []
+    i, n = 0, len(part)
+    while i < n:
+        c = part[i]
+        i += 1
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = part.find("]", i + 1 if i < n and part[i] in "!^" else i)
+            if j == -1:
+                out.append(re.escape(c))
+                continue
+            body = part[i:j]
+            i = j + 1
+            if body[:1] in ("!", "^"):
+                body = "^" + body[1:]
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+        else:
+            out.append(re.escape(c))
+    return "".join(out)
+
+
+@lru_cache(maxsize=1024)
+def compile(pattern: str) -> re.Pattern[str]:
+    """A regex matching the absolute paths `pattern` matches."""
+    parts = pattern.split("/")
+    regex = ""
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            regex += ".*" if last else "(?:[^/]+/)*"
+        else:
+            regex += _translate_part(part) + ("" if last else "/")
+    return re.compile(regex + r"\Z", re.DOTALL)
+
+
+def matches(pattern: str, path: str) -> bool:
+    """Whether absolute `path` is matched by absolute `pattern`."""
+    return compile(pattern).match(path) is not None
+
+
+def expand(patterns: list[str]) -> tuple[list[str], dict[str, Sig]]:
+    """The files (never folders) the patterns match now, sorted, and every folder walked with
+    its signature (a folder's mtime changes when an entry is added or removed)."""
+    files: set[str] = set()
+    walked: dict[str, Sig] = {}
+    for pattern in patterns:
+        base, rest = split(pattern)
+        regex = compile(pattern)
+        depth = None if "**" in rest else len(rest) - 1
+        _walk(base, regex, depth, files, walked)
+    return sorted(files), walked
+
+
+def _walk(
+    folder: str,
+    regex: re.Pattern[str],
+    depth: int | None,
+    files: set[str],
+    walked: dict[str, Sig],
+) -> None:
+    if folder not in walked:
+        walked[folder] = signature(folder)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        path = posixpath.join(folder, entry.name)
+        try:
+            is_dir = entry.is_dir()  # follows symlinks, like a shell glob
+        except OSError:
+            continue
+        if is_dir:
+            if (depth is None or depth > 0) and not entry.is_symlink():
+                _walk(path, regex, None if depth is None else depth - 1, files, walked)
+        elif regex.match(path):
+            files.add(path)

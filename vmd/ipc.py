@@ -1,0 +1,122 @@
+"""Messages between the daemon and its worker processes (msgpack, length-prefixed).
+
+Kept apart from `vmd.protocol` because this is private to one daemon and its workers and may
+change freely; the worker imports only this, `vmd.loader`, `vmd.globs` and the loader API.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Literal
+
+import msgspec
+
+# A file's stat signature: (mtime_ns, size, inode, ctime_ns), or None when it does not exist.
+Sig = tuple[int, int, int, int] | None
+
+HEADER = struct.Struct(">I")
+
+
+class _Msg(msgspec.Struct, kw_only=True, tag_field="t"):
+    pass
+
+
+# daemon -> worker ---------------------------------------------------------------------------
+
+
+class Assign(_Msg, tag="assign"):
+    """First message to a (spare) worker: which loader it hosts from now on."""
+
+    roots: list[str]
+    loader: str
+    mode: Literal["serve", "build"] = "serve"
+
+
+class Run(_Msg, tag="run"):
+    """Run module `id` of the assigned loader (setup first if this id has no instance yet)."""
+
+    seq: int
+    id: str
+    query: dict[str, str] = {}
+    # (type, path relative to the loader folder) pairs, as ctx.events will show them.
+    events: list[tuple[str, str]] = []
+    data: Any = None
+
+
+class Discard(_Msg, tag="discard"):
+    """Drop the instance of module `id`, running its cleanup."""
+
+    id: str
+
+
+class Stop(_Msg, tag="stop"):
+    """Run every instance's cleanup, then exit."""
+
+
+class Dump(_Msg, tag="dump"):
+    """Report where the main thread is now (sent before killing a timed-out run)."""
+
+
+# worker -> daemon ---------------------------------------------------------------------------
+
+
+class Ready(_Msg, tag="ready"):
+    """The worker has started and imported what it needs."""
+
+    pid: int
+
+
+class ErrorInfo(msgspec.Struct, kw_only=True):
+    """A failure inside the worker, located at the deepest project-local frame."""
+
+    message: str
+    file: str
+    line: int
+    traceback: str = ""
+
+
+class Done(_Msg, tag="done"):
+    """The outcome of one Run, with everything it depended on, even when it failed."""
+
+    seq: int
+    ok: bool
+    code: str = ""
+    map: Any = None
+    error: ErrorInfo | None = None
+    # Absolute, normalised glob patterns from `watch`.
+    globs: list[str] = []
+    # Files the globs matched, relative to the loader folder, sorted (ctx.watched_files).
+    watched_files: list[str] = []
+    # Absolute path -> signature, as seen when the run used them.
+    watched: dict[str, Sig] = {}  # the watched files and every folder the globs walked
+    code_deps: dict[str, Sig] = {}  # the loader and project-local modules it imported
+    data_deps: dict[str, Sig] = {}  # files read while running; None = tried but missing
+
+
+class ReloadRequest(_Msg, tag="reload"):
+    """A loader called `ctx.reload(data)`."""
+
+    id: str
+    data: Any = None
+
+
+class Stack(_Msg, tag="stack"):
+    """Answer to Dump: the main thread's deepest project-local frame."""
+
+    file: str
+    line: int
+    traceback: str = ""
+
+
+ToWorker = Assign | Run | Discard | Stop | Dump
+FromWorker = Ready | Done | ReloadRequest | Stack
+
+_encoder = msgspec.msgpack.Encoder()
+to_worker_decoder = msgspec.msgpack.Decoder(ToWorker)
+from_worker_decoder = msgspec.msgpack.Decoder(FromWorker)
+
+
+def frame(msg: _Msg) -> bytes:
+    """Encode one message with its 4-byte length prefix."""
+    body = _encoder.encode(msg)
+    return HEADER.pack(len(body)) + body

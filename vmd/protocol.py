@@ -1,0 +1,116 @@
+"""Every vmd/* wire type and method name.
+
+`protocol.md` documents exactly these Structs (a test compares the two). New fields must
+always have defaults so older clients keep working. Names are camelCase on the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+LOAD = "vmd/load"
+RELOAD = "vmd/reload"
+INVALIDATE = "vmd/invalidate"
+CHANGED = "vmd/changed"
+
+EventType = Literal["add", "change", "unlink"]
+ChangeReason = Literal["watch", "code", "reload", "invalidate"]
+ErrorKind = Literal["error", "timeout", "crash", "refused"]
+
+
+class Message(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=False):
+    """Base for every vmd/* params and result object."""
+
+
+class LoadParams(Message):
+    """`vmd/load` params: the module id, exactly as results will be keyed."""
+
+    id: str
+
+
+class ReloadParams(Message):
+    """`vmd/reload` params: re-run `id` now with `ctx.data = data`."""
+
+    id: str
+    data: Any = None
+
+
+class InvalidateParams(Message):
+    """`vmd/invalidate` params: one module `id`, or every module depending on `path`."""
+
+    id: str | None = None
+    path: str | None = None
+
+
+class LoadResult(Message):
+    """Result of `vmd/load` and `vmd/reload`."""
+
+    id: str
+    code: str
+    map: Any = None
+    version: int
+    watch_files: list[str]
+    dependencies: list[str]
+
+
+class InvalidateResult(Message):
+    """Result of `vmd/invalidate`: the ids whose cached output was dropped."""
+
+    ids: list[str]
+
+
+class FileEvent(Message):
+    """A file change that made a module stale; `path` is absolute."""
+
+    type: EventType
+    path: str
+
+
+class ChangedParams(Message):
+    """`vmd/changed` notification (server to client)."""
+
+    id: str
+    version: int
+    reason: ChangeReason
+    events: list[FileEvent] = []
+
+
+class LoaderErrorData(Message):
+    """The `data` of a JSON-RPC error about one module.
+
+    `file` is absolute and `line` is 1-based: the deepest frame in the loader or one of its
+    project-local imports (the loader itself and line 1 when no frame is known).
+    """
+
+    id: str
+    message: str
+    file: str
+    line: int
+    kind: ErrorKind = "error"
+    traceback: str = ""
+
+
+class InitializationOptions(Message):
+    """`initializationOptions` of `initialize`; every field is optional."""
+
+    mode: Literal["serve", "build"] = "serve"
+    include: list[str] = ["**/*.vmd.py"]
+    timeout_ms: int = 30000
+    max_workers: int = 8
+    progress_delay_ms: int = 500
+
+
+# The structs protocol.md documents, by section name (the test walks this).
+DOCUMENTED: dict[str, type[Message]] = {
+    "LoadParams": LoadParams,
+    "ReloadParams": ReloadParams,
+    "InvalidateParams": InvalidateParams,
+    "LoadResult": LoadResult,
+    "InvalidateResult": InvalidateResult,
+    "ChangedParams": ChangedParams,
+    "FileEvent": FileEvent,
+    "LoaderErrorData": LoaderErrorData,
+    "InitializationOptions": InitializationOptions,
+}
