@@ -24,27 +24,27 @@ class Message(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=False)
     """Base for every vmd/* params and result object."""
 
 
-class LoadParams(Message):
+class LoadParams(Message, kw_only=True):
     """`vmd/load` params: the module id, exactly as results will be keyed."""
 
     id: str
 
 
-class ReloadParams(Message):
+class ReloadParams(Message, kw_only=True):
     """`vmd/reload` params: re-run `id` now with `ctx.data = data`."""
 
     id: str
     data: Any = None
 
 
-class InvalidateParams(Message):
+class InvalidateParams(Message, kw_only=True):
     """`vmd/invalidate` params: one module `id`, or every module depending on `path`."""
 
     id: str | None = None
     path: str | None = None
 
 
-class LoadResult(Message):
+class LoadResult(Message, kw_only=True):
     """Result of `vmd/load` and `vmd/reload`."""
 
     id: str
@@ -55,20 +55,20 @@ class LoadResult(Message):
     dependencies: list[str]
 
 
-class InvalidateResult(Message):
+class InvalidateResult(Message, kw_only=True):
     """Result of `vmd/invalidate`: the ids whose cached output was dropped."""
 
     ids: list[str]
 
 
-class FileEvent(Message):
+class FileEvent(Message, kw_only=True):
     """A file change that made a module stale; `path` is absolute."""
 
     type: EventType
     path: str
 
 
-class ChangedParams(Message):
+class ChangedParams(Message, kw_only=True):
     """`vmd/changed` notification (server to client)."""
 
     id: str
@@ -77,7 +77,7 @@ class ChangedParams(Message):
     events: list[FileEvent] = []
 
 
-class LoaderErrorData(Message):
+class LoaderErrorData(Message, kw_only=True):
     """The `data` of a JSON-RPC error about one module.
 
     `file` is absolute and `line` is 1-based: the deepest frame in the loader or one of its
@@ -92,11 +92,11 @@ class LoaderErrorData(Message):
     traceback: str = ""
 
 
-class InitializationOptions(Message):
+class InitializationOptions(Message, kw_only=True):
     """`initializationOptions` of `initialize`; every field is optional."""
 
     mode: Literal["serve", "build"] = "serve"
-    include: list[str] = ["**/*.vmd.py"]
+    include: list[str] = msgspec.field(default_factory=lambda: ["**/*.vmd.py"])
     timeout_ms: int = 30000
     max_workers: int = 8
     progress_delay_ms: int = 500

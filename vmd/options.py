@@ -1,0 +1,49 @@
+"""Initialization options: decoded leniently so a bad option is reported, not fatal.
+
+A client that sends `timeoutMs: "fast"` gets a warning naming the option and the default is
+used; the daemon never refuses to start over its options.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from vmd.protocol import InitializationOptions
+
+_FIELDS = msgspec.structs.fields(InitializationOptions)
+
+
+def parse_options(raw: Any) -> tuple[InitializationOptions, list[str]]:
+    """Decode `initializationOptions`, returning the options and one warning per bad field."""
+    if raw is None:
+        return InitializationOptions(), []
+    if not isinstance(raw, dict):
+        return InitializationOptions(), [
+            f"initializationOptions must be an object, got {type(raw).__name__}; using defaults"
+        ]
+    good: dict[str, Any] = {}
+    warnings: list[str] = []
+    known = {f.encode_name: f for f in _FIELDS}
+    for key, value in raw.items():
+        field = known.get(key)
+        if field is None:
+            continue  # options for other tools (or newer vmd versions) are not errors
+        try:
+            msgspec.convert({key: value}, InitializationOptions)
+        except msgspec.ValidationError as exc:
+            warnings.append(f"initializationOptions.{key}: {exc}; using the default")
+            continue
+        good[key] = value
+    options = msgspec.convert(good, InitializationOptions)
+    if options.timeout_ms <= 0:
+        warnings.append("initializationOptions.timeoutMs must be positive; using 30000")
+        options.timeout_ms = 30000
+    if options.max_workers < 1:
+        warnings.append("initializationOptions.maxWorkers must be at least 1; using 8")
+        options.max_workers = 8
+    if not options.include:
+        warnings.append("initializationOptions.include is empty; using ['**/*.vmd.py']")
+        options.include = ["**/*.vmd.py"]
+    return options, warnings

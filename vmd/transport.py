@@ -1,0 +1,188 @@
+"""LSP base-protocol framing over the daemon's stdin and stdout.
+
+vmd reads and writes the pipes itself (instead of pygls' reader, which polls stdin through the
+same thread pool as handlers) so that cached `vmd/load` answers cost one msgspec decode and one
+write, and so the protocol stream can be moved off file descriptor 1 before anything runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger("vmd.transport")
+
+_MAX_HEADER = 8192
+
+
+class FrameError(ValueError):
+    """A header block that is not `Content-Length: N` framing."""
+
+
+class Framer:
+    """Incremental parser: feed bytes, get complete message bodies."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._need = -1  # body length once a header block has been parsed
+
+    def feed(self, data: bytes) -> tuple[list[bytes], list[str]]:
+        """Return the complete bodies now available and any framing errors met on the way."""
+        buf = self._buf
+        buf += data
+        bodies: list[bytes] = []
+        errors: list[str] = []
+        pos = 0
+        while True:
+            if self._need < 0:
+                end = buf.find(b"\r\n\r\n", pos)
+                if end < 0:
+                    if len(buf) - pos > _MAX_HEADER:
+                        errors.append("header block too long without a blank line; dropped")
+                        pos = len(buf)
+                    break
+                try:
+                    self._need = _content_length(bytes(buf[pos:end]))
+                except FrameError as exc:
+                    errors.append(str(exc))
+                pos = end + 4
+                continue
+            if len(buf) - pos < self._need:
+                break
+            bodies.append(bytes(buf[pos : pos + self._need]))
+            pos += self._need
+            self._need = -1
+        del buf[:pos]
+        return bodies, errors
+
+
+def _content_length(header: bytes) -> int:
+    length = -1
+    for line in header.split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise FrameError(f"malformed header line {line[:80]!r}; message dropped")
+        if name.strip().lower() == b"content-length":
+            try:
+                length = int(value.strip())
+            except ValueError:
+                raise FrameError(f"bad Content-Length {value[:40]!r}; message dropped") from None
+    if length < 0:
+        raise FrameError("header without Content-Length; message dropped")
+    return length
+
+
+def frame(body: bytes) -> bytes:
+    """Prefix `body` with its Content-Length header."""
+    return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+class _Reader(asyncio.Protocol):
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def data_received(self, data: bytes) -> None:
+        self._conn._received(data)
+
+    def eof_received(self) -> bool:
+        self._conn._closed()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._conn._closed()
+
+
+class Connection:
+    """Reads framed messages from `in_fd`, writes framed messages to `out_fd`.
+
+    Writes made during one read burst are joined into a single write.
+    """
+
+    def __init__(
+        self,
+        on_messages: Callable[[list[bytes]], None],
+        on_close: Callable[[], None],
+        on_frame_error: Callable[[str], None],
+    ) -> None:
+        self._on_messages = on_messages
+        self._on_close = on_close
+        self._on_frame_error = on_frame_error
+        self._framer = Framer()
+        self._out: asyncio.WriteTransport | None = None
+        self._pending: list[bytes] = []
+        self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+        self._closed_once = False
+
+    async def open(self, in_fd: int, out_fd: int) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        wfile = os.fdopen(out_fd, "wb", buffering=0, closefd=False)
+        self._out, _ = await loop.connect_write_pipe(asyncio.Protocol, wfile)
+        mode = os.fstat(in_fd).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
+            rfile = os.fdopen(in_fd, "rb", buffering=0, closefd=False)
+            await loop.connect_read_pipe(lambda: _Reader(self), rfile)
+        else:  # a regular file (scripted input): asyncio cannot poll it
+            threading.Thread(target=self._read_blocking, args=(in_fd,), daemon=True).start()
+
+    def _read_blocking(self, fd: int) -> None:
+        assert self._loop is not None
+        while True:
+            data = os.read(fd, 1 << 16)
+            if not data:
+                self._loop.call_soon_threadsafe(self._closed)
+                return
+            self._loop.call_soon_threadsafe(self._received, data)
+
+    def _received(self, data: bytes) -> None:
+        bodies, errors = self._framer.feed(data)
+        for error in errors:
+            self._on_frame_error(error)
+        if bodies:
+            self._on_messages(bodies)
+
+    def _closed(self) -> None:
+        if not self._closed_once:
+            self._closed_once = True
+            self._on_close()
+
+    def send(self, body: bytes) -> None:
+        """Queue one message body for writing (thread-safe)."""
+        self.write(frame(body))
+
+    def write(self, data: bytes) -> None:
+        """Queue already framed bytes (pygls' writer interface; thread-safe)."""
+        if threading.get_ident() != self._thread and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.write, data)
+            return
+        self._pending.append(data)
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if self._pending and self._out is not None and not self._out.is_closing():
+            self._out.write(b"".join(self._pending))
+        self._pending.clear()
+
+    def close(self) -> None:
+        """pygls calls this on `exit`; the daemon closes the pipe itself when it stops."""
+        self.flush()
+
+    async def drain(self) -> None:
+        """Flush and wait until the kernel has taken every queued byte."""
+        self.flush()
+        out = self._out
+        if out is None:
+            return
+        for _ in range(200):
+            if out.is_closing() or out.get_write_buffer_size() == 0:
+                return
+            await asyncio.sleep(0.005)
