@@ -1,0 +1,330 @@
+"""WorkerPool: process lifecycle, timeouts, crashes, replacement, eviction, dying with the daemon.
+
+Every test drives real worker processes (see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from vmd.errors import LoaderCrashed, LoaderTimeout
+
+if TYPE_CHECKING:
+    from conftest import Workers
+
+PID_LOADER = """
+import os
+def load(ctx):
+    if ctx.query.get("crash") == "exit":
+        os._exit(3)
+    if ctx.query.get("crash") == "segv":
+        import signal
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return str(os.getpid())
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for a reaper that may never come counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _children() -> list[int]:
+    """Pids of this process's children (live or zombie)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                        out.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return out
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+async def test_runs_reuse_the_worker_of_their_loader(workers: Workers) -> None:
+    loader = workers.write("a.vmd.py", PID_LOADER)
+    first = await workers.run(loader)
+    assert first.ok
+    assert (await workers.run(loader, "x=1")).code == first.code
+    assert int(first.code) != os.getpid()
+
+
+async def test_concurrent_runs_on_one_worker_are_serialised(workers: Workers) -> None:
+    loader = workers.write(
+        "a.vmd.py",
+        """
+        import time
+        busy = []
+        def load(ctx):
+            busy.append(1)
+            time.sleep(0.02)
+            n = len(busy)
+            busy.pop()
+            return str(n)
+        """,
+    )
+    results = await asyncio.gather(*(workers.run(loader, f"n={i}") for i in range(5)))
+    assert [d.code for d in results] == ["1"] * 5
+
+
+async def test_timeout_kills_a_busy_loop_and_the_next_run_gets_a_fresh_worker(
+    make_workers: Callable[..., Workers],
+) -> None:
+    harness = make_workers(timeout_ms=300)
+    await harness.pool.start()
+    loader = harness.write(
+        "a.vmd.py",
+        """
+        import os
+        def load(ctx):
+            if ctx.query.get("hang"):
+                while True:
+                    pass
+            return str(os.getpid())
+        """,
+    )
+    before = await harness.run(loader)
+    with pytest.raises(LoaderTimeout) as caught:
+        await harness.run(loader, "hang=1")
+    error = caught.value
+    assert "timed out after 300 ms" in error.message
+    assert (error.file, error.line) == (loader, 5)
+    assert "in load" in error.traceback
+    if sys.platform.startswith("linux"):
+        assert not _alive(int(before.code))
+    after = await harness.run(loader)
+    assert after.ok and after.code != before.code
+
+
+async def test_timeout_of_an_async_load_points_at_where_it_is_stuck(
+    make_workers: Callable[..., Workers],
+) -> None:
+    harness = make_workers(timeout_ms=300)
+    await harness.pool.start()
+    loader = harness.write(
+        "a.vmd.py",
+        """
+        async def load(ctx):
+            n = 0
+            while True:
+                n += 1
+        """,
+    )
+    with pytest.raises(LoaderTimeout) as caught:
+        await harness.run(loader)
+    assert caught.value.file == loader
+    assert caught.value.line in (4, 5)
+
+
+@linux_only
+async def test_timeout_also_kills_processes_the_loader_spawned(
+    make_workers: Callable[..., Workers],
+) -> None:
+    harness = make_workers(timeout_ms=500)
+    await harness.pool.start()
+    loader = harness.write(
+        "a.vmd.py",
+        """
+        import subprocess
+        from pathlib import Path
+        def load(ctx):
+            child = subprocess.Popen(["sleep", "1000"])
+            Path(ctx.path.parent, "child.pid").write_text(str(child.pid))
+            while True:
+                pass
+        """,
+    )
+    with pytest.raises(LoaderTimeout):
+        await harness.run(loader)
+    child = int((harness.root / "child.pid").read_text())
+    await harness.until(lambda: not _alive(child))
+
+
+async def test_os_exit_is_a_crash_naming_the_exit_code_and_the_next_run_recovers(
+    workers: Workers,
+) -> None:
+    loader = workers.write("a.vmd.py", PID_LOADER)
+    before = await workers.run(loader)
+    with pytest.raises(LoaderCrashed) as caught:
+        await workers.run(loader, "crash=exit")
+    assert "exited with code 3" in caught.value.message
+    assert (caught.value.id, caught.value.file, caught.value.line) == (
+        f"{loader}?crash=exit",
+        loader,
+        1,
+    )
+    after = await workers.run(loader)
+    assert after.ok and after.code != before.code
+
+
+async def test_segfault_is_a_crash_located_by_faulthandler_and_the_next_run_recovers(
+    workers: Workers,
+) -> None:
+    loader = workers.write("a.vmd.py", PID_LOADER)
+    with pytest.raises(LoaderCrashed) as caught:
+        await workers.run(loader, "crash=segv")
+    assert "SIGSEGV" in caught.value.message
+    assert (caught.value.file, caught.value.line) == (loader, 8)
+    assert "Fatal Python error" in caught.value.traceback
+    assert (await workers.run(loader)).ok
+
+
+@linux_only
+async def test_a_worker_that_died_while_idle_is_replaced_on_the_next_run(
+    workers: Workers,
+) -> None:
+    loader = workers.write("a.vmd.py", PID_LOADER)
+    pid = int((await workers.run(loader)).code)
+    os.kill(pid, signal.SIGKILL)
+    # A run sent before the daemon has seen the death cannot be told from a crash it caused.
+    await workers.until(lambda: pid not in workers.pool._live)
+    after = await workers.run(loader)
+    assert after.ok and int(after.code) != pid
+
+
+async def test_replace_lets_the_run_in_flight_finish_then_uses_a_fresh_worker(
+    workers: Workers,
+) -> None:
+    loader = workers.write(
+        "a.vmd.py",
+        """
+        import os, time
+        def load(ctx):
+            if ctx.query.get("slow"):
+                time.sleep(0.3)
+            return str(os.getpid())
+        """,
+    )
+    slow = asyncio.create_task(workers.run(loader, "slow=1"))
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(workers.pool.replace(loader), 0.2)  # does not wait for the run
+    old = await slow
+    assert old.ok
+    new = await workers.run(loader)
+    assert new.ok and new.code != old.code
+
+
+async def test_max_workers_evicts_the_least_recently_used_and_runs_its_cleanup(
+    make_workers: Callable[..., Workers],
+) -> None:
+    harness = make_workers(max_workers=2)
+    await harness.pool.start()
+    source = """
+    from pathlib import Path
+    def setup(ctx):
+        return lambda: Path(str(ctx.path) + ".cleaned").write_text("x")
+    def load(ctx):
+        return "ok"
+    """
+    a, b, c = (harness.write(f"{n}.vmd.py", source) for n in "abc")
+    await harness.run(a)
+    await harness.run(b)
+    await harness.run(a)  # b is now the least recently used
+    await harness.run(c)
+    await harness.until(Path(b + ".cleaned").exists)
+    assert not Path(a + ".cleaned").exists()
+    assert not Path(c + ".cleaned").exists()
+
+
+async def test_close_runs_every_cleanup_and_leaves_no_process(
+    make_workers: Callable[..., Workers],
+) -> None:
+    harness = make_workers()
+    await harness.pool.start()
+    loader = harness.write(
+        "a.vmd.py",
+        """
+        from pathlib import Path
+        def setup(ctx):
+            return lambda: Path(ctx.path.parent, "closed-" + ctx.query["n"]).write_text("x")
+        def load(ctx):
+            return "ok"
+        """,
+    )
+    await harness.run(loader, "n=1")
+    await harness.run(loader, "n=2")
+    await harness.pool.close()
+    assert (harness.root / "closed-1").exists() and (harness.root / "closed-2").exists()
+    if sys.platform.startswith("linux"):
+        assert not [pid for pid in _children() if _alive(pid)]
+
+
+@linux_only
+async def test_replacing_a_loader_many_times_leaves_no_processes_behind(
+    workers: Workers,
+) -> None:
+    loader = workers.write("a.vmd.py", PID_LOADER)
+    pids = set()
+    for _ in range(12):
+        done = await workers.run(loader)
+        pids.add(int(done.code))
+        await workers.pool.replace(loader)
+    assert len(pids) == 12
+    await workers.until(lambda: not any(_alive(pid) for pid in pids))
+    # Only the warm spare (and the one it is about to be replaced by) may remain.
+    await workers.until(lambda: len(_children()) <= 2)
+    assert not workers.pool._background
+    assert len(workers.pool._live) <= 2
+
+
+@linux_only
+async def test_workers_die_when_the_daemon_is_killed(tmp_path: Path) -> None:
+    loader = tmp_path / "a.vmd.py"
+    loader.write_text(textwrap.dedent(PID_LOADER))
+    script = tmp_path / "daemon.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import asyncio
+            from vmd.workers import WorkerPool
+
+            async def main() -> None:
+                pool = WorkerPool(roots=[{str(tmp_path)!r}], mode="serve", timeout_ms=5000,
+                                  max_workers=2, on_log=print, on_reload=print)
+                await pool.start()
+                done = await pool.run({str(loader)!r}, {str(loader)!r}, {{}}, [], None)
+                print(done.code, flush=True)
+                await asyncio.sleep(1000)
+
+            asyncio.run(main())
+            """
+        )
+    )
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    daemon = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), stdout=subprocess.PIPE, env=env
+    )
+    try:
+        assert daemon.stdout is not None
+        line = await asyncio.wait_for(daemon.stdout.readline(), 10)
+        worker = int(line)
+        assert _alive(worker)
+    finally:
+        daemon.kill()
+        await daemon.wait()
+    await asyncio.wait_for(_wait_dead(worker), 5)
+
+
+async def _wait_dead(pid: int) -> None:
+    while _alive(pid):
+        await asyncio.sleep(0.01)

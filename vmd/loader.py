@@ -1,0 +1,615 @@
+"""What runs inside a worker process (`python -m vmd.loader`): one loader file, fresh code.
+
+A worker hosts one loader file, with one instance (Context, setup, cleanup) per module id, and
+is thrown away when that code changes: Python cannot unload modules, so a fresh process is the
+only way to get fresh code and flat memory. While the loader imports, sets up, watches and loads,
+the worker records what it depended on: project-local modules (a `sys.meta_path` finder, which
+also compiles them from source so a stale `.pyc` never runs) and files it read (an `open` audit
+hook), so the daemon knows what to watch even when the run failed.
+
+Talks to the daemon with `vmd.ipc` frames over a duplicate of the original stdout; fd 1 itself
+points at stderr before any user code runs, so nothing a loader prints reaches the protocol.
+Imports only the stdlib, msgspec and light vmd modules: start-up time is a code change's latency.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import importlib.machinery
+import importlib.util
+import os
+import posixpath
+import queue
+import re
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import CodeType, FrameType, ModuleType
+from typing import Any
+
+import msgspec
+
+from vmd import globs, ipc
+from vmd.context import Context, Event
+
+# The vmd package itself is never project code, even when the project is vmd.
+_PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC
+_WRITE_MODES = frozenset("wax+")
+_RESULT_HINT = 'expected a str or a dict with "code" (str) and optional "map" (dict | str | None)'
+
+
+class _ContractError(TypeError):
+    """The loader broke the Loader API (bad return value, no `load`...): located by us."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles from source every time: CPython trusts a `.pyc` whose source has the same size
+    and whole-second mtime, so a quick same-size edit would otherwise run stale code."""
+
+    def get_code(self, fullname: str) -> CodeType:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+class _Finder:
+    """A `sys.meta_path` finder placed just before PathFinder: resolves like PathFinder, swaps in
+    `_SourceLoader` for project-local modules and records them (and failed lookups) as code deps."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self._worker = worker
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        worker = self._worker
+        if spec is None or spec.origin is None:  # not found, or a namespace package
+            worker.record_candidates(fullname, path)
+            return spec
+        origin = spec.origin
+        if (
+            origin.endswith(".py")
+            and isinstance(spec.loader, importlib.machinery.SourceFileLoader)
+            and worker.is_local(os.path.abspath(origin))
+        ):
+            origin = os.path.abspath(origin)
+            worker.code_deps[origin] = globs.signature(origin)
+            spec.loader = _SourceLoader(fullname, origin)
+        return spec
+
+    def invalidate_caches(self) -> None:
+        pass
+
+
+@dataclass
+class _Instance:
+    """One module id hosted by this worker: its Context, cleanup and what setup read."""
+
+    ctx: Context
+    cleanup: Callable[[], Any] | None = None
+    setup_deps: dict[str, ipc.Sig] = field(default_factory=dict)
+
+
+class _Worker:
+    """The worker's state: the assigned loader, its instances and the captured dependencies."""
+
+    def __init__(self, proto_in: int, proto_out: int) -> None:
+        self._in = proto_in
+        self._out = proto_out
+        self._write_lock = threading.Lock()
+        self._queue: queue.SimpleQueue[ipc.ToWorker] = queue.SimpleQueue()
+        self._main_ident = threading.get_ident()
+        self._loop: Any = None  # asyncio loop, created on first async use
+        self._loop_ident: int | None = None
+        self.loader = ""
+        self.folder = ""
+        self.mode: Any = "serve"
+        self._roots: list[str] = []
+        self._excluded: list[str] = []
+        self._local_cache: dict[str, bool] = {}
+        self._module: ModuleType | None = None
+        self._imports = 0
+        self._instances: dict[str, _Instance] = {}
+        # Every project-local module imported (and import candidates missed) in this process:
+        # modules stay imported, so every run depends on all of them.
+        self.code_deps: dict[str, ipc.Sig] = {}
+        self._import_deps: dict[str, ipc.Sig] = {}
+        # Where the audit hook records files read now; None outside import/setup/watch/load.
+        self._capture: dict[str, ipc.Sig] | None = None
+
+    # -- transport ------------------------------------------------------------------------
+
+    def send(self, msg: ipc.Ready | ipc.Done | ipc.ReloadRequest | ipc.Stack) -> None:
+        self._write(ipc.frame(msg))
+
+    def _write(self, data: bytes) -> None:
+        with self._write_lock:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._out, view) :]
+
+    def _read_exact(self, n: int) -> bytes | None:
+        chunks: list[bytes] = []
+        while n:
+            chunk = os.read(self._in, n)
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    def read_commands(self) -> None:
+        """Reader thread: answers Dump at once (the main thread may be stuck), queues the rest;
+        the daemon going away (EOF) ends the process."""
+        code = 0
+        try:
+            while True:
+                head = self._read_exact(ipc.HEADER.size)
+                body = None if head is None else self._read_exact(ipc.HEADER.unpack(head)[0])
+                if body is None:
+                    break
+                msg = ipc.to_worker_decoder.decode(body)
+                if isinstance(msg, ipc.Dump):
+                    self.send(self._stack())
+                else:
+                    self._queue.put(msg)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            code = 70
+        _flush()
+        os._exit(code)
+
+    def serve(self) -> None:
+        """Main thread: handle commands one at a time, forever."""
+        while True:
+            msg = self._queue.get()
+            if isinstance(msg, ipc.Run):
+                done = self._run(msg)
+                try:
+                    payload = ipc.frame(done)
+                except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+                    done.map = None
+                    done.ok, done.code = False, ""
+                    done.error = ipc.ErrorInfo(
+                        message=f"TypeError: load() returned a map that cannot be sent: {exc}",
+                        file=self.loader,
+                        line=self._line_of("load"),
+                    )
+                    payload = ipc.frame(done)
+                self._write(payload)
+            elif isinstance(msg, ipc.Assign):
+                try:
+                    self._assign(msg)
+                except Exception:  # e.g. a root that vanished: runs will report the rest
+                    import traceback
+
+                    traceback.print_exc()
+            elif isinstance(msg, ipc.Discard):
+                self._discard(msg.id)
+            elif isinstance(msg, ipc.Stop):
+                for id in list(self._instances):
+                    self._discard(id)
+                _flush()
+                os._exit(0)
+
+    # -- assignment, locality, capture ----------------------------------------------------
+
+    def _assign(self, msg: ipc.Assign) -> None:
+        self.loader = os.path.abspath(msg.loader)
+        self.folder = os.path.dirname(self.loader)
+        self.mode = msg.mode
+        self._roots = [os.path.realpath(r) for r in msg.roots]
+        self._excluded = _excluded_dirs(self._roots)
+        self._local_cache.clear()
+        front = [self.folder, *(os.path.abspath(r) for r in msg.roots)]
+        front = list(dict.fromkeys(front))
+        sys.path[:] = front + [p for p in sys.path if p not in front]
+        if msg.roots:
+            os.chdir(msg.roots[0])
+        if not any(isinstance(f, _Finder) for f in sys.meta_path):
+            at = next(
+                (i for i, f in enumerate(sys.meta_path) if f is importlib.machinery.PathFinder),
+                len(sys.meta_path),
+            )
+            sys.meta_path.insert(at, _Finder(self))  # type: ignore[arg-type]
+            sys.addaudithook(self._audit)
+
+    def is_local(self, path: str) -> bool:
+        """Whether absolute `path` is project code or data: under a root (after resolving
+        symlinks) and not in the interpreter, a site-packages or vmd itself."""
+        local = self._local_cache.get(path)
+        if local is None:
+            real = os.path.realpath(path)
+            local = any(_under(real, r) for r in self._roots) and not any(
+                _under(real, x) for x in self._excluded
+            )
+            self._local_cache[path] = local
+        return local
+
+    def record_candidates(self, fullname: str, path: Iterable[str] | None) -> None:
+        """An import found nothing: watch where the module could appear."""
+        name = fullname.rpartition(".")[2]
+        for entry in sys.path if path is None else path:
+            if not isinstance(entry, str):
+                continue
+            entry = os.path.abspath(entry or ".")
+            if self.is_local(entry):
+                for candidate in (
+                    os.path.join(entry, name + ".py"),
+                    os.path.join(entry, name, "__init__.py"),
+                ):
+                    if candidate not in self.code_deps:
+                        self.code_deps[candidate] = globs.signature(candidate)
+
+    def _audit(self, event: str, args: tuple[Any, ...]) -> None:
+        # Called for every audit event in the process: bail out as early as possible.
+        if event != "open" or self._capture is None:
+            return
+        try:
+            path, mode, flags = args
+            if isinstance(path, int):
+                return
+            if mode is None:
+                if flags & _WRITE_FLAGS:
+                    return
+            elif not _WRITE_MODES.isdisjoint(mode):
+                return
+            path = os.path.abspath(os.fsdecode(path))
+            capture = self._capture
+            if (
+                capture is None
+                or path in capture
+                or path in self.code_deps
+                or path.endswith(".pyc")
+                or "__pycache__" in path
+                or not self.is_local(path)
+                or os.path.isdir(path)
+            ):
+                return
+            capture[path] = globs.signature(path)
+        except Exception:  # a failing audit hook would fail the user's open()
+            pass
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _run(self, msg: ipc.Run) -> ipc.Done:
+        run_deps: dict[str, ipc.Sig] = {}
+        setup_deps: dict[str, ipc.Sig] = {}
+        done = ipc.Done(seq=msg.seq, ok=False)
+        try:
+            module = self._import()
+            instance = self._instances.get(msg.id)
+            if instance is None:
+                instance = self._setup(module, msg, setup_deps)
+            setup_deps = instance.setup_deps
+            ctx = instance.ctx
+            ctx.query = dict(msg.query)
+            ctx.events = [Event(type, path) for type, path in msg.events]  # type: ignore[arg-type]
+            ctx.data = msg.data
+            self._capture = run_deps
+            self._watch(module, ctx, done)
+            load = getattr(module, "load", None)
+            if not callable(load):
+                raise _ContractError(f"{self.loader} defines no load(ctx) function", 1)
+            done.code, done.map = self._check_result(self._call(load, ctx))
+            done.ok = True
+        except BaseException as exc:
+            self._capture = None
+            done.error = self._error_info(exc)
+        finally:
+            self._capture = None
+            _flush()
+        done.code_deps = dict(self.code_deps)
+        data = {**self._import_deps, **setup_deps, **run_deps}
+        done.data_deps = {
+            p: s for p, s in data.items() if p not in self.code_deps and p not in done.watched
+        }
+        return done
+
+    def _import(self) -> ModuleType:
+        if self._module is not None:
+            return self._module
+        importlib.invalidate_caches()
+        self._imports += 1
+        name = f"__vmd_loader_{self._imports}__"
+        loader = _SourceLoader(name, self.loader)
+        spec = importlib.util.spec_from_file_location(name, self.loader, loader=loader)
+        assert spec is not None
+        module = importlib.util.module_from_spec(spec)
+        self.code_deps[self.loader] = globs.signature(self.loader)
+        self._import_deps = {}
+        sys.modules[name] = module
+        self._capture = self._import_deps
+        try:
+            loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        finally:
+            self._capture = None
+        self._module = module
+        return module
+
+    def _setup(self, module: ModuleType, msg: ipc.Run, deps: dict[str, ipc.Sig]) -> _Instance:
+        id = msg.id
+        ctx = Context(
+            id=id,
+            path=Path(self.loader),
+            query=dict(msg.query),
+            mode=self.mode,
+            _reload=lambda data: self._reload(id, data),
+        )
+        instance = _Instance(ctx=ctx, setup_deps=deps)
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            if not callable(setup):
+                raise _ContractError("setup must be a function of ctx", self._line_of("setup"))
+            self._capture = deps
+            try:
+                cleanup = self._call(setup, ctx)
+            finally:
+                self._capture = None
+            instance.cleanup = cleanup if callable(cleanup) else None
+        self._instances[id] = instance
+        return instance
+
+    def _watch(self, module: ModuleType, ctx: Context, done: ipc.Done) -> None:
+        watch = getattr(module, "watch", None)
+        if watch is None:
+            patterns: Any = []
+        elif callable(watch):
+            patterns = self._call(watch, ctx)
+        else:
+            patterns = watch
+        if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
+            got = type(patterns).__name__
+            raise _ContractError(
+                f"watch must be a list of glob strings or a function of ctx returning one,"
+                f" got {got}",
+                self._line_of("watch"),
+            )
+        done.globs = [globs.absolute(p, self.folder) for p in patterns]
+        files, walked = globs.expand(done.globs)
+        done.watched = {f: globs.signature(f) for f in files}
+        done.watched.update(walked)
+        done.watched_files = sorted(posixpath.relpath(f, self.folder) for f in files)
+        ctx.watched_files = list(done.watched_files)
+
+    def _check_result(self, value: Any) -> tuple[str, Any]:
+        if isinstance(value, str):
+            return value, None
+        if isinstance(value, dict) and isinstance(value.get("code"), str):
+            map = value.get("map")
+            if map is None or isinstance(map, (dict, str)):
+                return value["code"], map
+            got = f'a dict whose "map" is {type(map).__name__}'
+        elif isinstance(value, dict):
+            got = f'a dict whose "code" is {type(value.get("code")).__name__}'
+        else:
+            got = type(value).__name__
+        raise _ContractError(f"load() returned {got}; {_RESULT_HINT}", self._line_of("load"))
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        value = fn(*args)
+        if isinstance(value, Awaitable):
+            value = self._await(value)
+        return value
+
+    def _await(self, awaitable: Awaitable[Any]) -> Any:
+        # One persistent loop in a background thread, so tasks that setup starts keep running
+        # between runs.
+        import asyncio
+
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            started = threading.Event()
+
+            def run() -> None:
+                self._loop_ident = threading.get_ident()
+                started.set()
+                loop.run_forever()
+
+            threading.Thread(target=run, name="vmd-asyncio", daemon=True).start()
+            started.wait()
+            self._loop = loop
+
+        async def wait() -> Any:
+            return await awaitable
+
+        return asyncio.run_coroutine_threadsafe(wait(), self._loop).result()
+
+    def _reload(self, id: str, data: Any) -> None:
+        try:
+            payload = ipc.frame(ipc.ReloadRequest(id=id, data=data))
+        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+            raise TypeError(
+                f"ctx.reload(data): data must be JSON-like (dict, list, str, number, bool,"
+                f" None): {exc}"
+            ) from exc
+        self._write(payload)
+
+    def _discard(self, id: str) -> None:
+        instance = self._instances.pop(id, None)
+        if instance is None or instance.cleanup is None:
+            return
+        try:
+            self._call(instance.cleanup)
+        except BaseException:
+            import traceback
+
+            print(f"vmd: cleanup of {id} raised:", file=sys.stderr)
+            traceback.print_exc()
+        _flush()
+
+    # -- locating errors ---------------------------------------------------------------------
+
+    def _line_of(self, name: str) -> int:
+        """The line defining `name` in the loader (its `def` or assignment), else 1."""
+        code = getattr(getattr(self._module, name, None), "__code__", None)
+        if isinstance(code, CodeType) and os.path.abspath(code.co_filename) == self.loader:
+            return code.co_firstlineno
+        pattern = re.compile(rf"(?:async\s+def|def)\s+{name}\b|{name}\s*(?::[^=]*)?=(?!=)")
+        try:
+            with open(self.loader, encoding="utf-8", errors="replace") as f:
+                for number, text in enumerate(f, 1):
+                    if pattern.match(text):
+                        return number
+        except OSError:
+            pass
+        return 1
+
+    def _is_local_file(self, filename: str) -> bool:
+        return not filename.startswith("<") and self.is_local(os.path.abspath(filename))
+
+    def _error_info(self, exc: BaseException) -> ipc.ErrorInfo:
+        import traceback
+
+        name = type(exc).__name__
+        if isinstance(exc, _ContractError):
+            message = f"TypeError: {exc}"
+            return ipc.ErrorInfo(
+                message=message, file=self.loader, line=exc.line, traceback=message + "\n"
+            )
+        file, line = self.loader, 1
+        for frame, lineno in traceback.walk_tb(exc.__traceback__):
+            filename = frame.f_code.co_filename
+            if self._is_local_file(filename):
+                file, line = os.path.abspath(filename), lineno
+        if isinstance(exc, SyntaxError) and exc.filename and self._is_local_file(exc.filename):
+            file, line = os.path.abspath(exc.filename), exc.lineno or 1
+        text = str(exc)
+        return ipc.ErrorInfo(
+            message=f"{name}: {text}" if text else name,
+            file=file,
+            line=line,
+            traceback=_format_exception(exc),
+        )
+
+    def _stack(self) -> ipc.Stack:
+        """Where the loader is now: the deepest project-local frame of the main thread or the
+        asyncio thread (then any other), for a timeout's error."""
+        import traceback
+
+        frames = sys._current_frames()
+        me = threading.get_ident()
+        order = [self._main_ident, self._loop_ident, *frames]
+        seen: set[int] = set()
+        for ident in order:
+            if ident is None or ident in seen or ident == me or ident not in frames:
+                continue
+            seen.add(ident)
+            frame: FrameType | None = frames[ident]
+            while frame is not None:
+                if self._is_local_file(frame.f_code.co_filename):
+                    stack = _strip(traceback.extract_stack(frame))
+                    return ipc.Stack(
+                        file=os.path.abspath(frame.f_code.co_filename),
+                        line=frame.f_lineno,
+                        traceback="Traceback (most recent call last):\n" + "".join(stack.format()),
+                    )
+                frame = frame.f_back
+        return ipc.Stack(file=self.loader, line=1, traceback="")
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _excluded_dirs(roots: list[str]) -> list[str]:
+    """The interpreter's and installed packages' folders: never project code, even inside a root
+    (a `.venv` in the project). A prefix that contains a root (a project under /usr/src) is
+    replaced by its library folders."""
+    import site
+    import sysconfig
+
+    libs = {p for p in sysconfig.get_paths().values() if p}
+    libs.update(p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages"))
+    if hasattr(site, "getsitepackages"):
+        libs.update(site.getsitepackages())
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, _PACKAGE_DIR}
+    out = {os.path.realpath(p) for p in libs}
+    for prefix in map(os.path.realpath, prefixes):
+        if not any(_under(root, prefix) for root in roots):
+            out.add(prefix)
+    return [p for p in out if not any(_under(root, p) for root in roots)]
+
+
+def _internal(filename: str) -> bool:
+    return (
+        filename == __file__
+        or filename.startswith("<frozen importlib")
+        or (os.sep + "concurrent" + os.sep + "futures" + os.sep) in filename
+    )
+
+
+def _strip(stack: Any) -> Any:
+    import traceback
+
+    return traceback.StackSummary.from_list([f for f in stack if not _internal(f.filename)])
+
+
+def _format_exception(exc: BaseException) -> str:
+    import traceback
+
+    te = traceback.TracebackException.from_exception(exc)
+    te.stack = _strip(te.stack)
+    return "".join(te.format())
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+def _die_with_daemon() -> None:
+    """Exit when the daemon does: PR_SET_PDEATHSIG on Linux; if the daemon already died before
+    that took effect, our parent is no longer its pid. Elsewhere stdin EOF does the job."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+        except Exception:
+            pass
+    daemon = os.environ.get("VMD_DAEMON_PID")
+    if daemon and daemon.isdigit() and os.getppid() != int(daemon):
+        os._exit(0)
+
+
+def main() -> None:
+    """Entry point of a worker process."""
+    proto_out = os.dup(1)  # dup'd fds are non-inheritable: children never hold the protocol
+    proto_in = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # a loader reading stdin must not eat protocol frames
+    os.close(null)
+    os.dup2(2, 1)
+    sys.stdout = open(  # noqa: SIM115 - lives as long as the process
+        1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
+    )
+    faulthandler.enable()
+    _die_with_daemon()
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
+    sys.dont_write_bytecode = True
+    worker = _Worker(proto_in, proto_out)
+    worker.send(ipc.Ready(pid=os.getpid()))
+    threading.Thread(target=worker.read_commands, name="vmd-commands", daemon=True).start()
+    worker.serve()
+
+
+if __name__ == "__main__":
+    main()
