@@ -1,30 +1,29 @@
-"""The daemon's protocol face: LSP lifecycle through pygls, vmd/* methods through msgspec.
+"""The daemon's protocol face: LSP lifecycle and vmd/* methods, decoded with msgspec.
 
-Every incoming message is decoded once into an envelope. `vmd/*` requests are answered here
-(a cached `vmd/load` without leaving this module); everything else goes to pygls, which owns
-the LSP lifecycle and editor features. Handlers only translate: the work is in `vmd.service`.
+Every incoming message is decoded once into an envelope and routed: the lifecycle and vmd/*
+are answered here (a cached `vmd/load` without leaving this module), other LSP methods go to
+pygls through `vmd.lsp`, loaded lazily because importing it costs more than start-up may.
+Handlers only translate; the work is in `vmd.service`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import msgspec
-from lsprotocol import types
-from pygls.exceptions import JsonRpcException
-from pygls.lsp.server import LanguageServer
 
 from vmd import __version__
 from vmd.diagnostics import DiagnosticSet
 from vmd.errors import VmdError
+from vmd.lsp import PyglsBridge
 from vmd.options import parse_options
 from vmd.protocol import (
     CHANGED,
@@ -60,6 +59,17 @@ class Envelope(msgspec.Struct):
     params: msgspec.Raw = msgspec.Raw(b"")
 
 
+class ClientInfo(msgspec.Struct, rename="camel"):
+    """The parts of `initialize` params the daemon itself uses."""
+
+    process_id: int | None = None
+    root_uri: str | None = None
+    root_path: str | None = None
+    workspace_folders: list[dict[str, Any]] | None = None
+    capabilities: dict[str, Any] = {}
+    initialization_options: Any = None
+
+
 _envelope = msgspec.json.Decoder(Envelope)
 _encoder = msgspec.json.Encoder()
 _decoders: dict[str, msgspec.json.Decoder[Any]] = {
@@ -67,21 +77,24 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
     RELOAD: msgspec.json.Decoder(ReloadParams),
     INVALIDATE: msgspec.json.Decoder(InvalidateParams),
 }
+_initialize = msgspec.json.Decoder(ClientInfo)
 
 
-class VmdServer(LanguageServer):
-    """pygls server plus the vmd/* fast lane and the service behind both."""
+class VmdServer:
+    """One client connection: routing, lifecycle, and the `Notifier` the service talks to."""
 
     def __init__(self) -> None:
-        super().__init__("vmd", __version__)
         self.conn = Connection(self.on_messages, self.on_input_closed, self.on_frame_error)
+        self.lsp = PyglsBridge(self.conn.write)
         self.service: Service | None = None
         self.options = InitializationOptions()
+        self.client = ClientInfo()
         self.diagnostics = DiagnosticSet()
         self.stopped = asyncio.Event()
-        self.exit_code = 0
+        self.exit_code = 1
         self.shutdown_requested = False
-        self._tokens = itertools.count(1)
+        self._ids = itertools.count(1)
+        self._waiting: dict[str, asyncio.Future[Any]] = {}  # our requests to the client
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- input -----------------------------------------------------------------------------
@@ -110,27 +123,42 @@ class VmdServer(LanguageServer):
             self._error(msg_id or b"null", INVALID_REQUEST, 'jsonrpc must be "2.0"')
             return
         method = env.method
-        if method in _decoders and msg_id:
+        if method is None:
+            self._response(msg_id, body)
+        elif method in _decoders and msg_id:
             self._vmd_request(msg_id, method, env.params)
+        elif method == "initialize" and msg_id:
+            self._on_initialize(msg_id, env.params)
+        elif method == "shutdown" and msg_id:
+            self._spawn(self._on_shutdown(msg_id))
         elif method == "exit":
             self.exit_code = 0 if self.shutdown_requested else 1
             self.stopped.set()
+        elif method in ("initialized", "$/cancelRequest", "$/setTrace"):
+            pass
+        elif self.service is None and msg_id:
+            self._error(msg_id, SERVER_NOT_INITIALIZED, f"{method} before initialize")
+        elif self.shutdown_requested and msg_id:
+            self._error(msg_id, INVALID_REQUEST, f"{method} after shutdown")
+        elif method.startswith("vmd/") and msg_id:
+            self._error(msg_id, METHOD_NOT_FOUND, f"unknown method {method}")
+        elif method.startswith("vmd/") or self.service is None:
+            log.warning("ignored notification %s", method)
         else:
-            self._to_pygls(body, msg_id, method)
+            self.lsp.handle(body)
 
-    def _to_pygls(self, body: bytes, msg_id: bytes, method: str | None) -> None:
-        if method == "shutdown" and msg_id:
-            self.shutdown_requested = True
+    def _response(self, msg_id: bytes, body: bytes) -> None:
+        """A client's answer to one of our requests (or to pygls')."""
         try:
-            message = json.loads(body, object_hook=self.protocol.structure_message)
-        except JsonRpcException as exc:
-            if msg_id and method:
-                err = exc.to_response_error()
-                self._error(msg_id, err.code, f"{method}: {err.message}")
-            else:
-                log.warning("dropped a malformed %s message", method or "response")
-            return
-        self.protocol.handle_message(message)
+            key = msgspec.json.decode(msg_id) if msg_id else None
+        except msgspec.DecodeError:
+            key = None
+        future = self._waiting.pop(key, None) if isinstance(key, str) else None
+        if future is not None:
+            if not future.done():
+                future.set_result(body)
+        else:
+            self.lsp.handle(body)
 
     def on_frame_error(self, error: str) -> None:
         log.warning("protocol framing: %s", error)
@@ -140,6 +168,44 @@ class VmdServer(LanguageServer):
         log.info("client closed stdin; exiting")
         self.exit_code = 0 if self.shutdown_requested else 1
         self.stopped.set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _on_initialize(self, msg_id: bytes, raw: msgspec.Raw) -> None:
+        if self.service is not None:
+            self._error(msg_id, INVALID_REQUEST, "initialize was already received")
+            return
+        try:
+            self.client = _initialize.decode(raw if raw else b"{}")
+        except msgspec.DecodeError as exc:
+            self._error(msg_id, INVALID_PARAMS, f"initialize: invalid params: {exc}")
+            return
+        self.options, warnings = parse_options(self.client.initialization_options)
+        roots = _roots(self.client)
+        if not roots:
+            warnings.append("initialize gave no rootUri or workspaceFolders; "
+                            "every module will be refused")
+        self.service = Service(roots=roots, options=self.options, notifier=self)
+        result = {
+            "capabilities": {"experimental": {"vmd": {"methods": [LOAD, RELOAD, INVALIDATE]}}},
+            "serverInfo": {"name": "vmd", "version": __version__},
+        }
+        self._result(msg_id, _encoder.encode(result))
+        for warning in warnings:
+            log.warning("%s", warning)
+            self.notify("window/logMessage", {"type": 2, "message": f"vmd: {warning}"})
+        self._spawn(self.service.start())
+        self.lsp.remember_initialize(msgspec.json.decode(raw if raw else b"{}"))
+        if "textDocument" in self.client.capabilities:  # an editor: it will want LSP features
+            self.lsp.preload()
+        if self.client.process_id is not None:
+            self._spawn(_watch_parent(self.client.process_id, self))
+
+    async def _on_shutdown(self, msg_id: bytes) -> None:
+        self.shutdown_requested = True
+        if self.service is not None:
+            await self.service.close()
+        self._result(msg_id, b"null")
 
     # -- vmd/* -----------------------------------------------------------------------------
 
@@ -179,29 +245,28 @@ class VmdServer(LanguageServer):
         try:
             rec = task.result()
         except VmdError as exc:
-            data = _encoder.encode(exc.to_data())
-            self._error(msg_id, exc.code, str(exc), data)
+            self._error(msg_id, exc.code, str(exc), _encoder.encode(exc.to_data()))
             return
         assert rec.encoded is not None
         self._result(msg_id, rec.encoded)
 
     async def _progress_while(self, task: asyncio.Future[Any], id: str) -> None:
-        caps = self.client_capabilities
-        if not (caps and caps.window and caps.window.work_done_progress):
+        window = self.client.capabilities.get("window") or {}
+        if not window.get("workDoneProgress"):
             await asyncio.wait({task})
             return
-        token = f"vmd/load/{next(self._tokens)}"
+        token = f"vmd/load/{next(self._ids)}"
         try:
-            await asyncio.wait_for(self.work_done_progress.create_async(token), 2)
+            await asyncio.wait_for(self.request("window/workDoneProgress/create",
+                                                {"token": token}), 2)
         except Exception:  # a client that does not answer must not hold the load back
             await asyncio.wait({task})
             return
         name = os.path.basename(id.partition("?")[0])
-        self.work_done_progress.begin(
-            token, types.WorkDoneProgressBegin(title="vmd", message=f"running {name}")
-        )
+        begin = {"kind": "begin", "title": "vmd", "message": f"running {name}"}
+        self.notify("$/progress", {"token": token, "value": begin})
         await asyncio.wait({task})
-        self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"{name} done"))
+        self.notify("$/progress", {"token": token, "value": {"kind": "end"}})
 
     # -- output ----------------------------------------------------------------------------
 
@@ -212,13 +277,22 @@ class VmdServer(LanguageServer):
         err = b'{"code":%d,"message":%s,"data":%s}' % (code, _encoder.encode(message), data)
         self.conn.send(b'{"jsonrpc":"2.0","id":%s,"error":%s}' % (msg_id, err))
 
-    def notify_raw(self, method: str, params: Any) -> None:
+    def notify(self, method: str, params: Any) -> None:
         self.conn.send(_encoder.encode({"jsonrpc": "2.0", "method": method, "params": params}))
+
+    def request(self, method: str, params: Any) -> asyncio.Future[Any]:
+        """Send a request to the client; the future resolves with the raw answer."""
+        key = f"vmd:{next(self._ids)}"
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[key] = future
+        msg = {"jsonrpc": "2.0", "id": key, "method": method, "params": params}
+        self.conn.send(_encoder.encode(msg))
+        return future
 
     # Notifier ------------------------------------------------------------------------------
 
     def changed(self, params: ChangedParams) -> None:
-        self.notify_raw(CHANGED, params)
+        self.notify(CHANGED, params)
 
     def finished(self, rec: Record) -> None:
         for file in self.diagnostics.update(rec.id, rec.loader, rec.error):
@@ -234,47 +308,25 @@ class VmdServer(LanguageServer):
                 }
                 for line, message in self.diagnostics.for_file(file)
             ]
-            self.notify_raw(
-                "textDocument/publishDiagnostics", {"uri": _uri(file), "diagnostics": diags}
-            )
+            self.notify("textDocument/publishDiagnostics",
+                        {"uri": Path(file).as_uri(), "diagnostics": diags})
 
     def log(self, text: str) -> None:
-        self.notify_raw("window/logMessage", {"type": 4, "message": text})
-
-    # -- lifecycle -------------------------------------------------------------------------
+        self.notify("window/logMessage", {"type": 4, "message": text})
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def initialize(self, params: types.InitializeParams) -> None:
-        self.options, warnings = parse_options(params.initialization_options)
-        for warning in warnings:
-            log.warning("%s", warning)
-            self.show_warning(warning)
-        roots = _roots(params)
-        if not roots:
-            self.show_warning("vmd: initialize gave no rootUri or workspaceFolders; "
-                              "every module will be refused")
-        self.service = Service(roots=roots, options=self.options, notifier=self)
-        self._spawn(self.service.start())
-        if params.process_id is not None:
-            self._spawn(_watch_parent(params.process_id, self))
 
-    def show_warning(self, text: str) -> None:
-        self.notify_raw("window/logMessage", {"type": 2, "message": text})
-
-
-def _roots(params: types.InitializeParams) -> list[str]:
-    roots: list[str] = []
-    for folder in params.workspace_folders or []:
-        roots.append(_path(folder.uri))
-    if not roots and params.root_uri:
-        roots.append(_path(params.root_uri))
-    if not roots and params.root_path:
-        roots.append(params.root_path)
-    return [r for r in roots if r]
+def _roots(client: ClientInfo) -> list[str]:
+    roots = [_path(str(f.get("uri", ""))) for f in client.workspace_folders or []]
+    if not any(roots) and client.root_uri:
+        roots = [_path(client.root_uri)]
+    if not any(roots) and client.root_path:
+        roots = [client.root_path]
+    return [r for r in roots if r and os.path.isabs(r)]
 
 
 def _path(uri: str) -> str:
@@ -282,14 +334,8 @@ def _path(uri: str) -> str:
     return unquote(parsed.path) if parsed.scheme == "file" else ""
 
 
-def _uri(path: str) -> str:
-    from pathlib import Path
-
-    return Path(path).as_uri()
-
-
 async def _watch_parent(pid: int, server: VmdServer) -> None:
-    """pygls does not watch the client's processId; exit when it is gone."""
+    """Exit when the client process is gone, even if it could not close our stdin."""
     while not server.stopped.is_set():
         try:
             os.kill(pid, 0)
@@ -303,26 +349,8 @@ async def _watch_parent(pid: int, server: VmdServer) -> None:
         await asyncio.sleep(1.0)
 
 
-def create_server() -> VmdServer:
-    """Build the server with its LSP handlers registered."""
-    server = VmdServer()
-
-    @server.feature(types.INITIALIZE)
-    def on_initialize(ls: VmdServer, params: types.InitializeParams) -> None:
-        ls.initialize(params)
-
-    @server.feature(types.SHUTDOWN)
-    async def on_shutdown(ls: VmdServer, params: Any) -> None:
-        ls.shutdown_requested = True
-        if ls.service is not None:
-            await ls.service.close()
-
-    return server
-
-
 async def _serve(in_fd: int, out_fd: int) -> int:
-    server = create_server()
-    server.protocol.set_writer(server.conn)
+    server = VmdServer()
     await server.conn.open(in_fd, out_fd)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -353,11 +381,7 @@ def serve(log_level: str = "info") -> int:
     out_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    service_holder: list[Service] = []
     try:
         return asyncio.run(_serve(0, out_fd))
     except KeyboardInterrupt:
         return 1
-    finally:
-        for service in service_holder:
-            service.kill_workers()
