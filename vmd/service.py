@@ -279,7 +279,9 @@ class Service:
         return bool(self.store.changed_paths(rec, globs.signature))
 
     async def _run_once(self, rec: Record) -> None:
-        events = [(kind, _relative(path, rec.folder)) for path, kind in rec.pending.items()]
+        events: list[tuple[str, str]] = [
+            (kind, _relative(path, rec.folder)) for path, kind in rec.pending.items()
+        ]
         rec.pending = {}
         rec.reasons.clear()
         data, rec.data = rec.data, None

@@ -1,0 +1,169 @@
+"""The `vmd` command line, run as a subprocess against a real daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vmd.cli import find_loaders, module_id
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE = REPO / "tests" / "fixtures" / "project"
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = Path(os.path.realpath(tmp_path)) / "project"
+    shutil.copytree(FIXTURE, root)
+    return root
+
+
+def vmd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vmd", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_load_prints_the_module_code(project: Path) -> None:
+    out = vmd("load", "src/hello.vmd.py?kind=admin", cwd=project)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("export default JSON.parse(")
+    assert '\\"kind\\":\\"admin\\"' in out.stdout
+
+
+def test_load_json_prints_the_whole_result_with_an_absolute_id(project: Path) -> None:
+    out = vmd(
+        "load", "src/hello.vmd.py", "--json", "--query", "a=1", "--mode", "build", cwd=project
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["id"] == str(project / "src" / "hello.vmd.py") + "?a=1"
+    assert result["version"] == 1
+    assert result["watchFiles"] == [str(project / "src" / "data" / "a.txt")]
+    assert '\\"mode\\":\\"build\\"' in result["code"]
+
+
+def test_load_error_prints_file_line_and_traceback_and_exits_1(project: Path) -> None:
+    out = vmd("load", "src/broken.vmd.py", cwd=project)
+    assert out.returncode == 1
+    assert out.stdout == ""
+    first = out.stderr.splitlines()[0]
+    assert first.startswith(f"{project / 'src' / 'helpers.py'}:2: ")
+    assert "the helper exploded" in first
+    assert "Traceback (most recent call last)" in out.stderr
+
+
+def test_load_with_root_elsewhere(project: Path, tmp_path: Path) -> None:
+    out = vmd("load", str(project / "src" / "hello.vmd.py"), "--root", str(project), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+
+
+def test_check_reports_each_loader_and_exits_1_when_one_fails(project: Path) -> None:
+    out = vmd("check", cwd=project)
+    assert out.returncode == 1, out.stderr
+    assert out.stdout.splitlines() == [
+        "FAIL src/broken.vmd.py: src/helpers.py:2: ValueError: the helper exploded",
+        "ok   src/hello.vmd.py",
+    ]
+
+
+def test_check_exits_0_when_every_loader_loads(project: Path) -> None:
+    out = vmd("check", "src/hello.vmd.py", cwd=project)
+    assert (out.returncode, out.stdout) == (0, "ok   src/hello.vmd.py\n")
+
+
+def test_check_exits_2_when_no_loader_is_found(project: Path) -> None:
+    out = vmd("check", "--include", "nothing/*.vmd.py", cwd=project)
+    assert out.returncode == 2
+    assert "no loaders found" in out.stderr
+
+
+def test_find_loaders_skips_tool_folders_and_honours_include(project: Path) -> None:
+    for skipped in ("node_modules/pkg", ".venv", ".git", "src/__pycache__"):
+        (project / skipped).mkdir(parents=True, exist_ok=True)
+        (project / skipped / "x.vmd.py").write_text("")
+    (project / "other").mkdir()
+    (project / "other" / "y.vmd.py").write_text("")
+    src = project / "src"
+    assert find_loaders(str(project), [], ["**/*.vmd.py"]) == [
+        str(project / "other" / "y.vmd.py"),
+        str(src / "broken.vmd.py"),
+        str(src / "hello.vmd.py"),
+    ]
+    assert find_loaders(str(project), [], ["src/*.vmd.py"]) == [
+        str(src / "broken.vmd.py"),
+        str(src / "hello.vmd.py"),
+    ]
+    assert find_loaders(str(project), [str(project / "other")], ["**/*.vmd.py"]) == [
+        str(project / "other" / "y.vmd.py")
+    ]
+
+
+def test_module_id_is_absolute_and_keeps_the_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = Path(os.path.realpath(tmp_path))
+    monkeypatch.chdir(here)
+    assert module_id("a.vmd.py") == str(here / "a.vmd.py")
+    assert module_id("a.vmd.py?x=1", ["y=2"]) == str(here / "a.vmd.py") + "?x=1&y=2"
+    assert module_id("/p/a.vmd.py", ["y=2"]) == "/p/a.vmd.py?y=2"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+async def test_watch_prints_a_new_version_after_a_watched_file_edit_and_stops_cleanly(
+    project: Path, stop: signal.Signals
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vmd",
+        "watch",
+        "src/hello.vmd.py",
+        cwd=project,
+        env=ENV,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        first = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert b'a.txt\\":\\"one\\"' in first
+        (project / "src" / "data" / "a.txt").write_text("two")
+        header = await asyncio.wait_for(proc.stdout.readline(), 10)
+        assert header == b"// version 2 (watch)\n"
+        code = await asyncio.wait_for(proc.stdout.readline(), 10)
+        assert b'a.txt\\":\\"two\\"' in code
+        proc.send_signal(stop)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.parametrize("command", ["serve", "load", "watch", "check"])
+def test_help_describes_each_command_with_examples(command: str, tmp_path: Path) -> None:
+    out = vmd(command, "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    assert f"usage: vmd {command}" in out.stdout
+    assert "examples:" in out.stdout
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    out = vmd("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for command in ("serve", "load", "watch", "check"):
+        assert command in out.stdout

@@ -1,0 +1,152 @@
+"""vmd.client against a real daemon (`python -m vmd serve`) over stdio."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from vmd.client import AsyncClient, Client, ConnectionClosed
+from vmd.errors import LoaderError, Refused
+from vmd.protocol import LoadResult
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE = REPO / "tests" / "fixtures" / "project"
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def exported(result: LoadResult) -> object:
+    """The value a `json_module` result exports."""
+    prefix, suffix = "export default JSON.parse(", ");\n"
+    assert result.code.startswith(prefix) and result.code.endswith(suffix), result.code
+    return json.loads(json.loads(result.code[len(prefix) : -len(suffix)]))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = Path(os.path.realpath(tmp_path)) / "project"
+    shutil.copytree(FIXTURE, root)
+    return root
+
+
+@pytest.fixture
+async def client(project: Path) -> AsyncIterator[AsyncClient]:
+    c = await AsyncClient.start(project, env=ENV, python=sys.executable)
+    yield c
+    await c.close()
+
+
+async def test_load_returns_the_generated_module_with_absolute_dependencies(
+    project: Path, client: AsyncClient
+) -> None:
+    loader = str(project / "src" / "hello.vmd.py")
+    result = await client.load(loader + "?kind=admin")
+    assert result.id == loader + "?kind=admin"
+    assert result.version == 1
+    assert exported(result) == {
+        "query": {"kind": "admin"},
+        "data": None,
+        "texts": {"data/a.txt": "one"},
+        "mode": "serve",
+    }
+    assert result.watch_files == [str(project / "src" / "data" / "a.txt")]
+    assert loader in result.dependencies
+
+
+async def test_second_load_of_an_unchanged_module_keeps_its_version(
+    project: Path, client: AsyncClient
+) -> None:
+    loader = str(project / "src" / "hello.vmd.py")
+    first = await client.load(loader)
+    again = await client.load(loader)
+    assert (again.version, again.code) == (first.version, first.code)
+
+
+async def test_reload_reruns_with_data(project: Path, client: AsyncClient) -> None:
+    loader = str(project / "src" / "hello.vmd.py")
+    first = await client.load(loader)
+    result = await client.reload(loader, {"n": 1})
+    assert result.version > first.version
+    assert exported(result)["data"] == {"n": 1}  # type: ignore[index]
+
+
+async def test_invalidate_by_id_and_by_path_returns_the_dropped_ids(
+    project: Path, client: AsyncClient
+) -> None:
+    loader = str(project / "src" / "hello.vmd.py")
+    await client.load(loader)
+    await client.load(loader + "?x=1")
+    assert await client.invalidate(id=loader) == [loader]
+    data = str(project / "src" / "data" / "a.txt")
+    assert sorted(await client.invalidate(path=data)) == sorted([loader, loader + "?x=1"])
+    assert (await client.load(loader)).version > 1
+
+
+async def test_changes_reports_an_edit_of_a_watched_file(
+    project: Path, client: AsyncClient
+) -> None:
+    loader = str(project / "src" / "hello.vmd.py")
+    changes = client.changes()
+    first = await client.load(loader)
+    (project / "src" / "data" / "a.txt").write_text("two")
+    change = await asyncio.wait_for(changes.__anext__(), 10)
+    assert (change.id, change.version, change.reason) == (loader, first.version, "watch")
+    assert [(e.type, e.path) for e in change.events] == [
+        ("change", str(project / "src" / "data" / "a.txt"))
+    ]
+    result = await client.load(loader)
+    assert result.version > first.version
+    assert exported(result)["texts"] == {"data/a.txt": "two"}  # type: ignore[index]
+    await changes.aclose()
+
+
+async def test_loader_error_raises_the_typed_error_at_the_helper_line(
+    project: Path, client: AsyncClient
+) -> None:
+    loader = str(project / "src" / "broken.vmd.py")
+    with pytest.raises(LoaderError) as info:
+        await client.load(loader)
+    error = info.value
+    assert error.id == loader
+    assert (error.file, error.line) == (str(project / "src" / "helpers.py"), 2)
+    assert "the helper exploded" in error.message
+    assert "ValueError: the helper exploded" in error.traceback
+
+
+async def test_loader_outside_the_root_is_refused(tmp_path: Path, client: AsyncClient) -> None:
+    outside = tmp_path / "outside.vmd.py"
+    outside.write_text("def load(ctx):\n    return 'export default 1;'\n")
+    with pytest.raises(Refused):
+        await client.load(str(outside))
+
+
+async def test_daemon_death_fails_later_calls_with_the_reason(client: AsyncClient) -> None:
+    client.process.kill()
+    with pytest.raises(ConnectionClosed, match="SIGKILL"):
+        await client.load("/nowhere.vmd.py")
+
+
+async def test_close_shuts_the_daemon_down_cleanly(project: Path) -> None:
+    c = await AsyncClient.start(project, env=ENV)
+    await c.load(str(project / "src" / "hello.vmd.py"))
+    await c.close()
+    assert c.process.returncode == 0
+
+
+def test_sync_client_loads_reloads_and_hears_changes(project: Path) -> None:
+    loader = str(project / "src" / "hello.vmd.py")
+    with Client(project, env=ENV) as client:
+        changes = client.changes()
+        assert client.load(loader).version == 1
+        assert exported(client.reload(loader, [1, 2]))["data"] == [1, 2]  # type: ignore[index]
+        change = changes.get(timeout=10)
+        assert (change.id, change.reason) == (loader, "reload")
+        with pytest.raises(LoaderError):
+            client.load(str(project / "src" / "broken.vmd.py"))
+    assert client.closed

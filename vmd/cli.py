@@ -1,0 +1,351 @@
+"""The `vmd` command line: argument parsing on top of `vmd.client` (and `vmd.server` for serve).
+
+Every command but `serve` starts its own daemon through the Python client, so what the CLI shows
+is exactly what the Vite adapter and editors get.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import posixpath
+import signal
+import sys
+from collections.abc import Iterable
+
+import msgspec
+
+from vmd import globs
+from vmd.client import AsyncClient, ConnectionClosed, ProtocolError
+from vmd.errors import VmdError
+from vmd.protocol import ChangedParams, LoadResult
+
+DEFAULT_INCLUDE = ["**/*.vmd.py"]
+SKIP_DIRS = frozenset({"node_modules", ".git", ".venv", "__pycache__"})
+
+# How many loaders `vmd check` asks the daemon for at once (the daemon bounds its workers).
+_CHECK_CONCURRENCY = 8
+
+# The daemon a command starts shares the terminal's stderr: only its problems belong there.
+_DAEMON_LOG_LEVEL = "warning"
+
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: parse `argv` (default `sys.argv[1:]`) and exit."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        sys.exit(2)
+    sys.exit(args.run(args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vmd",
+        formatter_class=_FORMATTER,
+        description="vmd turns Python loaders (*.vmd.py) into JavaScript modules.",
+        epilog="examples:\n"
+        "  vmd load src/users.vmd.py\n"
+        "  vmd watch 'src/users.vmd.py?type=admin'\n"
+        "  vmd check\n"
+        "  vmd serve   # the daemon, for clients speaking the protocol on stdio\n",
+    )
+    from vmd import __version__
+
+    parser.add_argument("--version", action="version", version=f"vmd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        formatter_class=_FORMATTER,
+        help="run the daemon on stdin/stdout",
+        description="Run the vmd daemon, speaking JSON-RPC 2.0 with LSP framing on stdin/stdout.\n"
+        "Clients (the Vite plugin, editors, vmd.client) start it; it exits when its client "
+        "goes away. Logs go to stderr.",
+        epilog="examples:\n  vmd serve\n  vmd serve --log-level debug\n",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="what the daemon logs to stderr (default: info)",
+    )
+    serve.set_defaults(run=_serve)
+
+    load = sub.add_parser(
+        "load",
+        formatter_class=_FORMATTER,
+        help="print the module a loader generates",
+        description="Run a loader once and print the JavaScript module it generates.\n"
+        "On a loader error, print file:line: message and the traceback to stderr and exit 1.",
+        epilog="examples:\n"
+        "  vmd load src/users.vmd.py\n"
+        "  vmd load 'src/users.vmd.py?type=admin'\n"
+        "  vmd load src/users.vmd.py --query type=admin --json\n"
+        "  vmd load src/users.vmd.py --mode build --root ..\n",
+    )
+    _add_id_arguments(load)
+    load.add_argument(
+        "--json", action="store_true", help="print the whole result (code, map, version...) as JSON"
+    )
+    load.add_argument(
+        "--mode",
+        default="serve",
+        choices=["serve", "build"],
+        help="ctx.mode for the loader (default: serve)",
+    )
+    load.set_defaults(run=_load)
+
+    watch = sub.add_parser(
+        "watch",
+        formatter_class=_FORMATTER,
+        help="print a module, then again whenever it changes",
+        description="Print the module a loader generates, then a `// version N (reason)` line and "
+        "the new module (or the error) every time it changes, until Ctrl-C.",
+        epilog="examples:\n"
+        "  vmd watch src/users.vmd.py\n"
+        "  vmd watch src/users.vmd.py --query type=admin\n",
+    )
+    _add_id_arguments(watch)
+    watch.set_defaults(run=_watch)
+
+    check = sub.add_parser(
+        "check",
+        formatter_class=_FORMATTER,
+        help="load every loader in build mode and report failures",
+        description="Find every loader under the root (or the given files and folders), load each "
+        "in build mode and print `ok   path` or `FAIL path:line: message`.\n"
+        "node_modules, .git, .venv and __pycache__ are skipped. Exit status: 0 if all loaded, "
+        "1 if any failed, 2 if no loader was found.",
+        epilog="examples:\n"
+        "  vmd check\n"
+        "  vmd check src/data\n"
+        "  vmd check --include 'src/**/*.vmd.py' --include 'tools/*.vmd.py'\n",
+    )
+    check.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to check")
+    check.add_argument(
+        "--root", default=".", help="the workspace root (default: the current directory)"
+    )
+    check.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="loader glob relative to the root; repeatable (default: **/*.vmd.py)",
+    )
+    check.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
+    check.set_defaults(run=_check)
+    return parser
+
+
+def _add_id_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "id",
+        metavar="ID",
+        help="the loader's path (relative to the current directory), ?query allowed",
+    )
+    parser.add_argument(
+        "--query",
+        action="append",
+        metavar="KEY=VALUE",
+        help="add to the id's query string (spares quoting `?` in shells); repeatable",
+    )
+    parser.add_argument(
+        "--root", default=".", help="the workspace root (default: the current directory)"
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from vmd.server import serve  # only `serve` pays for pygls
+
+    result: int = serve(log_level=args.log_level)
+    return result
+
+
+# -- load / watch ----------------------------------------------------------------------------
+
+
+def module_id(text: str, query: Iterable[str] = ()) -> str:
+    """The module id for a path given on the command line: absolute, keeping its `?query`,
+    with `query` items (`key=value`) appended."""
+    path, sep, qs = text.partition("?")
+    parts = [p for p in (qs, *query) if p]
+    return os.path.abspath(path) + ("?" + "&".join(parts) if parts else sep)
+
+
+def _load(args: argparse.Namespace) -> int:
+    id = module_id(args.id, args.query or ())
+    return asyncio.run(_load_async(args.root, id, args.mode, args.json))
+
+
+async def _load_async(root: str, id: str, mode: str, as_json: bool) -> int:
+    try:
+        async with await AsyncClient.start(root, mode=mode, log_level=_DAEMON_LOG_LEVEL) as client:
+            result = await client.load(id)
+    except VmdError as exc:
+        _print_error(exc)
+        return 1
+    except (ProtocolError, ConnectionClosed) as exc:
+        print(f"vmd: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(result), indent=2).decode() + "\n")
+    else:
+        _print_code(result)
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    id = module_id(args.id, args.query or ())
+    return asyncio.run(_watch_async(args.root, id))
+
+
+async def _watch_async(root: str, id: str) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with await AsyncClient.start(root, log_level=_DAEMON_LOG_LEVEL) as client:
+            changes = client.changes()  # before the first load: no change may slip between
+            shown = await _show(client, id, None)
+            stopped = asyncio.ensure_future(stop.wait())
+            try:
+                while not stop.is_set():
+                    nxt = asyncio.ensure_future(changes.__anext__())
+                    await asyncio.wait({nxt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                    if not nxt.done():
+                        nxt.cancel()
+                        break
+                    try:
+                        change = nxt.result()
+                    except StopAsyncIteration:
+                        print("vmd: the daemon has stopped", file=sys.stderr)
+                        return 1
+                    if change.id == id:
+                        shown = await _show(client, id, change, shown)
+            finally:
+                stopped.cancel()
+    except (ProtocolError, ConnectionClosed) as exc:
+        if stop.is_set():
+            return 0
+        print(f"vmd: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _show(
+    client: AsyncClient, id: str, change: ChangedParams | None, shown: int | None = None
+) -> int | None:
+    """Load `id` and print it, after a header line when a `change` caused it; returns the
+    version shown. Several notifications can end in one run: a version is printed once.
+    """
+    try:
+        result = await client.load(id)
+    except VmdError as exc:
+        if change is not None:
+            # A failed run has no version to show (vmd/changed names the stale one).
+            print(f"// error ({change.reason})", flush=True)
+        _print_error(exc)
+        return shown
+    if result.version == shown:
+        return shown
+    if change is not None:
+        print(f"// version {result.version} ({change.reason})")
+    _print_code(result)
+    return result.version
+
+
+def _print_code(result: LoadResult) -> None:
+    sys.stdout.write(result.code if result.code.endswith("\n") else result.code + "\n")
+    sys.stdout.flush()
+
+
+def _print_error(exc: VmdError) -> None:
+    print(str(exc), file=sys.stderr)
+    if exc.traceback:
+        sys.stderr.write(exc.traceback if exc.traceback.endswith("\n") else exc.traceback + "\n")
+    sys.stderr.flush()
+
+
+# -- check -----------------------------------------------------------------------------------
+
+
+def find_loaders(root: str, paths: list[str], include: list[str]) -> list[str]:
+    """Every loader under `paths` (default: the root) matching `include` (globs relative to
+    the root), skipping node_modules, .git, .venv and __pycache__; files named explicitly are
+    always included (the daemon says why if it refuses one). Absolute paths, sorted."""
+    root = os.path.abspath(root).replace(os.sep, "/")
+    patterns = [globs.absolute(p, root) for p in include]
+    found: set[str] = set()
+    for start in paths or [root]:
+        start = os.path.abspath(start)
+        if os.path.isfile(start):
+            found.add(start)
+            continue
+        for folder, dirs, files in os.walk(start):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+            for name in files:
+                path = posixpath.join(folder.replace(os.sep, "/"), name)
+                if any(globs.matches(p, path) for p in patterns):
+                    found.add(path)
+    return sorted(found)
+
+
+def _check(args: argparse.Namespace) -> int:
+    include = args.include or DEFAULT_INCLUDE
+    loaders = find_loaders(args.root, args.paths, include)
+    if not loaders:
+        print(f"vmd: no loaders found (include: {', '.join(include)})", file=sys.stderr)
+        return 2
+    return asyncio.run(_check_async(args.root, loaders, args.include, args.verbose))
+
+
+async def _check_async(
+    root: str, loaders: list[str], include: list[str] | None, verbose: bool
+) -> int:
+    base = os.path.abspath(root)
+    limit = asyncio.Semaphore(_CHECK_CONCURRENCY)
+
+    async def one(client: AsyncClient, path: str) -> VmdError | None:
+        async with limit:
+            try:
+                await client.load(path)
+            except VmdError as exc:
+                return exc
+        return None
+
+    try:
+        async with await AsyncClient.start(
+            root, mode="build", include=include, log_level=_DAEMON_LOG_LEVEL
+        ) as client:
+            outcomes = await asyncio.gather(*(one(client, path) for path in loaders))
+    except (ProtocolError, ConnectionClosed) as exc:
+        print(f"vmd: {exc}", file=sys.stderr)
+        return 1
+    failed = 0
+    for path, error in zip(loaders, outcomes, strict=True):
+        rel = _relative(path, base)
+        if error is None:
+            print(f"ok   {rel}")
+            continue
+        failed += 1
+        where = _relative(error.file, base)
+        location = f"{rel}:{error.line}" if error.file == path else f"{rel}: {where}:{error.line}"
+        print(f"FAIL {location}: {error.message}")
+        if verbose and error.traceback:
+            sys.stdout.write(_indent(error.traceback))
+    sys.stdout.flush()
+    return 1 if failed else 0
+
+
+def _relative(path: str, base: str) -> str:
+    rel = os.path.relpath(path, base)
+    return path if rel.startswith("..") else rel.replace(os.sep, "/")
+
+
+def _indent(text: str) -> str:
+    return "".join(f"    {line}\n" for line in text.splitlines())

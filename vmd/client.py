@@ -1,0 +1,682 @@
+"""Python client for the vmd daemon, async (`AsyncClient`) and blocking (`Client`).
+
+It spawns `python -m vmd serve` and speaks the same protocol as every other client (LSP base
+protocol over stdio, JSON-RPC 2.0), so scripts, tests and the CLI exercise exactly what the Vite
+adapter and editors do. Transport is kept apart from spawning (`_Connection` only needs a pair
+of streams); when the daemon dies, every pending request fails with the reason and later calls
+fail fast (esbuild's `afterClose`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import msgspec
+
+from vmd import errors
+from vmd.protocol import (
+    CHANGED,
+    INVALIDATE,
+    LOAD,
+    RELOAD,
+    ChangedParams,
+    InvalidateParams,
+    InvalidateResult,
+    LoaderErrorData,
+    LoadParams,
+    LoadResult,
+    ReloadParams,
+)
+
+__all__ = [
+    "AsyncChangeStream",
+    "AsyncClient",
+    "ChangeStream",
+    "Client",
+    "ConnectionClosed",
+    "ProtocolError",
+]
+
+logger = logging.getLogger("vmd.client")
+
+T = TypeVar("T")
+
+METHOD_NOT_FOUND = -32601
+
+# How long close() lets the daemon answer `shutdown` and exit before killing it.
+_GRACE_S = 5.0
+
+LogCallback = Callable[[dict[str, Any]], None]
+DiagnosticsCallback = Callable[[dict[str, Any]], None]
+NotificationCallback = Callable[[str, Any], None]
+
+
+class ProtocolError(Exception):
+    """A JSON-RPC error response that is not about one module (bad params, unknown method...)."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{message} (JSON-RPC error {code})")
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class ConnectionClosed(Exception):
+    """The daemon is gone (it exited, or the client was closed); `reason` says which."""
+
+    def __init__(self, reason: str, returncode: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.returncode = returncode
+
+
+class _Error(msgspec.Struct):
+    code: int
+    message: str
+    data: Any = None
+
+
+class _Envelope(msgspec.Struct, omit_defaults=True):
+    """Any JSON-RPC message; `params` / `result` stay raw until we know their type."""
+
+    jsonrpc: str = "2.0"
+    id: int | str | None = None
+    method: str | None = None
+    params: msgspec.Raw = msgspec.Raw(b"null")
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    error: _Error | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_any_decoder = msgspec.json.Decoder()
+_load_result_decoder = msgspec.json.Decoder(LoadResult)
+_invalidate_result_decoder = msgspec.json.Decoder(InvalidateResult)
+_changed_decoder = msgspec.json.Decoder(ChangedParams)
+
+
+def _frame(message: dict[str, Any]) -> bytes:
+    body = _encoder.encode(message)
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+class _Connection:
+    """JSON-RPC over one pair of LSP-framed streams: requests, responses, notifications."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        on_notification: Callable[[str, msgspec.Raw], None],
+        on_request: Callable[[str, msgspec.Raw], tuple[Any, _Error | None]],
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._on_notification = on_notification
+        self._on_request = on_request
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[msgspec.Raw]] = {}
+        self.closed: ConnectionClosed | None = None
+
+    async def read_loop(self) -> None:
+        """Dispatch incoming messages until the stream ends; returns on EOF."""
+        while True:
+            try:
+                header = await self._reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            length = None
+            for line in header.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip())
+            if length is None:
+                logger.error("vmd.client: message without Content-Length: %r", header)
+                continue
+            try:
+                body = await self._reader.readexactly(length)
+            except asyncio.IncompleteReadError:
+                return
+            try:
+                self._dispatch(_envelope_decoder.decode(body))
+            except msgspec.DecodeError:
+                logger.error("vmd.client: undecodable message from the daemon: %r", body[:200])
+
+    def _dispatch(self, msg: _Envelope) -> None:
+        if msg.method is None:
+            future = self._pending.pop(msg.id, None) if isinstance(msg.id, int) else None
+            if future is None:
+                logger.warning("vmd.client: response to an unknown request id %r", msg.id)
+            elif not future.done():
+                if msg.error is not None:
+                    future.set_exception(_error(msg.error))
+                else:
+                    future.set_result(msg.result)
+        elif msg.id is None:
+            try:
+                self._on_notification(msg.method, msg.params)
+            except Exception:
+                logger.exception("vmd.client: handling %s failed", msg.method)
+        else:
+            result, error = self._on_request(msg.method, msg.params)
+            reply: dict[str, Any] = {"jsonrpc": "2.0", "id": msg.id}
+            if error is None:
+                reply["result"] = result
+            else:
+                reply["error"] = msgspec.structs.asdict(error)
+            self._write(reply)
+
+    async def request(self, method: str, params: Any) -> msgspec.Raw:
+        if self.closed is not None:
+            raise self.closed
+        id = next(self._ids)
+        future: asyncio.Future[msgspec.Raw] = asyncio.get_running_loop().create_future()
+        self._pending[id] = future
+        try:
+            message: dict[str, Any] = {"jsonrpc": "2.0", "id": id, "method": method}
+            if params is not None:
+                message["params"] = params
+            self._write(message)
+            return await future
+        finally:
+            self._pending.pop(id, None)
+
+    def notify(self, method: str, params: Any = None) -> None:
+        if self.closed is not None:
+            raise self.closed
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        self._write(message)
+
+    def _write(self, message: dict[str, Any]) -> None:
+        # The transport buffers; a dead daemon shows up as EOF on the read side, which is
+        # where the reason (its exit code) is known, so write errors are not raised here.
+        try:
+            self._writer.write(_frame(message))
+        except (ConnectionError, RuntimeError) as exc:
+            logger.debug("vmd.client: write failed: %s", exc)
+
+    def fail_all(self, reason: ConnectionClosed) -> None:
+        """Fail every pending request with `reason`; later calls fail fast with it."""
+        if self.closed is None:
+            self.closed = reason
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(reason)
+
+
+def _error(err: _Error) -> Exception:
+    if err.data is not None:
+        try:
+            data = msgspec.convert(err.data, LoaderErrorData)
+        except msgspec.ValidationError:
+            pass
+        else:
+            return errors.from_data(data)
+    return ProtocolError(err.code, err.message, err.data)
+
+
+class AsyncChangeStream:
+    """Async iterator over `vmd/changed` notifications (see `AsyncClient.changes`).
+
+    Subscribed when created, not on first iteration, so nothing sent in between is missed;
+    ends when the client closes or the daemon exits.
+    """
+
+    def __init__(self, owner: AsyncClient) -> None:
+        self._owner = owner
+        self._queue: asyncio.Queue[ChangedParams | None] = asyncio.Queue()
+        owner._subscribers.add(self._queue)
+        if owner._conn.closed is not None:
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> AsyncChangeStream:
+        return self
+
+    async def __anext__(self) -> ChangedParams:
+        item = await self._queue.get()
+        if item is None:
+            self._queue.put_nowait(None)  # stay exhausted
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        """Stop receiving notifications."""
+        self._owner._subscribers.discard(self._queue)
+        self._queue.put_nowait(None)
+
+
+class AsyncClient:
+    """A connection to one vmd daemon that this client started and owns.
+
+    Example:
+        >>> async with await AsyncClient.start("/proj") as client:  # doctest: +SKIP
+        ...     result = await client.load("/proj/src/users.vmd.py?type=admin")
+        ...     print(result.version, result.code)
+
+    Attributes:
+        on_log: called with each `window/logMessage` params (`{"type", "message"}`).
+        on_diagnostics: called with each `textDocument/publishDiagnostics` params
+            (`{"uri", "diagnostics"}`).
+        on_notification: called with `(method, params)` for any other notification.
+    """
+
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        *,
+        on_log: LogCallback | None = None,
+        on_diagnostics: DiagnosticsCallback | None = None,
+    ) -> None:
+        assert process.stdin is not None and process.stdout is not None
+        self.process = process
+        self.on_log = on_log
+        self.on_diagnostics = on_diagnostics
+        self.on_notification: NotificationCallback | None = None
+        self.initialize_result: Any = None
+        self._subscribers: set[asyncio.Queue[ChangedParams | None]] = set()
+        self._conn = _Connection(process.stdout, process.stdin, self._notified, self._requested)
+        self._closing = False
+        self._reader = asyncio.get_running_loop().create_task(self._read(), name="vmd.client")
+
+    @classmethod
+    async def start(
+        cls,
+        root: str | os.PathLike[str],
+        *,
+        mode: str = "serve",
+        include: list[str] | None = None,
+        timeout_ms: int | None = None,
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
+        log_level: str | None = None,
+        on_log: LogCallback | None = None,
+        on_diagnostics: DiagnosticsCallback | None = None,
+    ) -> AsyncClient:
+        """Spawn `python -m vmd serve` for workspace `root` and complete the LSP handshake.
+
+        Args:
+            root: the workspace root; loaders outside it are refused.
+            mode: "serve" (watch and re-run) or "build" (no watchers).
+            include: globs of the loaders the daemon may run (daemon default `**/*.vmd.py`).
+            timeout_ms: how long a loader run may take (daemon default 30000).
+            python: the interpreter to run the daemon with.
+            env: the daemon's whole environment (default: this process's).
+            log_level: the daemon's `--log-level` for its stderr (default: its own default).
+
+        Raises:
+            ConnectionClosed: the daemon exited before answering `initialize`.
+            ProtocolError: the daemon refused `initialize`.
+        """
+        root_path = Path(root).resolve()
+        command = [python, "-m", "vmd", "serve"]
+        if log_level is not None:
+            command += ["--log-level", log_level]
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            limit=1 << 20,
+            # Keep the terminal's Ctrl-C away from the daemon: its owner shuts it down (and
+            # the daemon exits by itself when this process dies).
+            start_new_session=True,
+        )
+        client = cls(process, on_log=on_log, on_diagnostics=on_diagnostics)
+        options: dict[str, Any] = {"mode": mode}
+        if include is not None:
+            options["include"] = include
+        if timeout_ms is not None:
+            options["timeoutMs"] = timeout_ms
+        try:
+            client.initialize_result = await client.request(
+                "initialize",
+                {
+                    "processId": os.getpid(),
+                    "clientInfo": {"name": "vmd.client"},
+                    "rootUri": root_path.as_uri(),
+                    "rootPath": str(root_path),
+                    "workspaceFolders": [{"uri": root_path.as_uri(), "name": root_path.name}],
+                    "capabilities": {},
+                    "initializationOptions": options,
+                },
+            )
+            client._conn.notify("initialized", {})
+        except BaseException:
+            await client._kill()
+            raise
+        return client
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def load(self, id: str) -> LoadResult:
+        """Load module `id` (served from memory when nothing it depends on changed).
+
+        Raises:
+            vmd.errors.VmdError: the loader failed (`LoaderError`, `LoaderTimeout`,
+                `LoaderCrashed`) or may not run (`Refused`); carries id, file, line, traceback.
+        """
+        raw = await self._conn.request(LOAD, LoadParams(id=id))
+        return _load_result_decoder.decode(raw)
+
+    async def reload(self, id: str, data: Any = None) -> LoadResult:
+        """Re-run module `id` now with `ctx.data = data`."""
+        raw = await self._conn.request(RELOAD, ReloadParams(id=id, data=data))
+        return _load_result_decoder.decode(raw)
+
+    async def invalidate(self, *, id: str | None = None, path: str | None = None) -> list[str]:
+        """Drop cached output of module `id`, or of every module depending on file `path`;
+        returns the ids dropped."""
+        if (id is None) == (path is None):
+            raise TypeError("invalidate() takes exactly one of id= or path=")
+        raw = await self._conn.request(INVALIDATE, InvalidateParams(id=id, path=path))
+        return _invalidate_result_decoder.decode(raw).ids
+
+    def changes(self) -> AsyncChangeStream:
+        """Every `vmd/changed` notification from now on, until the client closes.
+
+        Example:
+            >>> async for change in client.changes():  # doctest: +SKIP
+            ...     print(change.id, change.version, change.reason)
+        """
+        return AsyncChangeStream(self)
+
+    async def request(self, method: str, params: Any) -> Any:
+        """Send any request; returns the result as plain JSON values."""
+        return _any_decoder.decode(await self._conn.request(method, params))
+
+    def notify(self, method: str, params: Any = None) -> None:
+        """Send any notification."""
+        self._conn.notify(method, params)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is gone (closed, or the daemon exited)."""
+        return self._conn.closed is not None
+
+    async def close(self) -> None:
+        """Shut the daemon down (`shutdown` + `exit`), wait for it, kill it after a grace period."""
+        if self._closing:
+            await asyncio.shield(self._reader)
+            return
+        self._closing = True
+        if self._conn.closed is None:
+            try:
+                await asyncio.wait_for(self._conn.request("shutdown", None), _GRACE_S)
+                self._conn.notify("exit")
+            except (ConnectionClosed, ProtocolError, asyncio.TimeoutError) as exc:
+                logger.debug("vmd.client: shutdown failed: %s", exc)
+            self._conn.fail_all(ConnectionClosed("the vmd client was closed"))
+        stdin = self.process.stdin
+        if stdin is not None:
+            stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), _GRACE_S)
+        except asyncio.TimeoutError:
+            logger.warning("vmd.client: daemon did not exit in %.0f s; killing it", _GRACE_S)
+            await self._kill()
+        await self._reader
+
+    async def _kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        await self.process.wait()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._reader, _GRACE_S)
+
+    async def _read(self) -> None:
+        try:
+            await self._conn.read_loop()
+        except Exception:
+            logger.exception("vmd.client: reading from the daemon failed")
+        finally:
+            # stdout EOF: the daemon is exiting; its exit code is the reason worth reporting.
+            code: int | None
+            try:
+                code = await asyncio.wait_for(self.process.wait(), _GRACE_S)
+            except asyncio.TimeoutError:
+                code = None
+            if self._closing:
+                reason = ConnectionClosed("the vmd client was closed", code)
+            elif code is None:
+                reason = ConnectionClosed("the vmd daemon closed its output but is still running")
+            elif code < 0:
+                name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+                reason = ConnectionClosed(f"the vmd daemon was killed by signal {name}", code)
+            else:
+                reason = ConnectionClosed(f"the vmd daemon exited with code {code}", code)
+            self._conn.fail_all(reason)
+            for queue in list(self._subscribers):
+                queue.put_nowait(None)
+            self._subscribers.clear()
+
+    def _notified(self, method: str, params: msgspec.Raw) -> None:
+        if method == CHANGED:
+            change = _changed_decoder.decode(params)
+            for queue in list(self._subscribers):
+                queue.put_nowait(change)
+        elif method == "window/logMessage":
+            if self.on_log is not None:
+                self.on_log(_any_decoder.decode(params))
+        elif method == "textDocument/publishDiagnostics":
+            if self.on_diagnostics is not None:
+                self.on_diagnostics(_any_decoder.decode(params))
+        elif self.on_notification is not None:
+            self.on_notification(method, _any_decoder.decode(params))
+
+    def _requested(self, method: str, params: msgspec.Raw) -> tuple[Any, _Error | None]:
+        if method in ("window/workDoneProgress/create", "client/registerCapability"):
+            return None, None
+        if method == "workspace/configuration":
+            items = _any_decoder.decode(params)
+            count = len(items.get("items", [])) if isinstance(items, dict) else 0
+            return [None] * count, None
+        return None, _Error(METHOD_NOT_FOUND, f"vmd.client does not handle {method}")
+
+
+class ChangeStream:
+    """Blocking iterator over `vmd/changed` notifications (see `Client.changes`)."""
+
+    def __init__(self, client: Client, changes: AsyncChangeStream) -> None:
+        self._client = client
+        self._changes = changes
+
+    def __iter__(self) -> Iterator[ChangedParams]:
+        return self
+
+    def __next__(self) -> ChangedParams:
+        try:
+            return self._client._call(self._changes.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def get(self, timeout: float | None = None) -> ChangedParams:
+        """The next notification; raises TimeoutError after `timeout` seconds, StopIteration
+        when the client has closed."""
+        try:
+            return self._client._call(self._changes.__anext__(), timeout)
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        """Stop receiving notifications."""
+        self._client._call(self._changes.aclose())
+
+    def __enter__(self) -> ChangeStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Client:
+    """Blocking client: an `AsyncClient` driven by an event loop in a background thread.
+
+    Callbacks (`on_log`, `on_diagnostics`) run on that background thread.
+
+    Example:
+        >>> with Client("/proj") as client:  # doctest: +SKIP
+        ...     print(client.load("/proj/src/users.vmd.py").code)
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        mode: str = "serve",
+        include: list[str] | None = None,
+        timeout_ms: int | None = None,
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
+        log_level: str | None = None,
+        on_log: LogCallback | None = None,
+        on_diagnostics: DiagnosticsCallback | None = None,
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="vmd.client", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._async: AsyncClient = self._call(
+                AsyncClient.start(
+                    root,
+                    mode=mode,
+                    include=include,
+                    timeout_ms=timeout_ms,
+                    python=python,
+                    env=env,
+                    log_level=log_level,
+                    on_log=on_log,
+                    on_diagnostics=on_diagnostics,
+                )
+            )
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    @classmethod
+    def start(
+        cls,
+        root: str | os.PathLike[str],
+        *,
+        mode: str = "serve",
+        include: list[str] | None = None,
+        timeout_ms: int | None = None,
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
+        log_level: str | None = None,
+        on_log: LogCallback | None = None,
+        on_diagnostics: DiagnosticsCallback | None = None,
+    ) -> Client:
+        """Same as `Client(...)`, mirroring `AsyncClient.start`."""
+        return cls(
+            root,
+            mode=mode,
+            include=include,
+            timeout_ms=timeout_ms,
+            python=python,
+            env=env,
+            log_level=log_level,
+            on_log=on_log,
+            on_diagnostics=on_diagnostics,
+        )
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if self._loop.is_closed():
+            coro.close()
+            raise ConnectionClosed("the vmd client was closed")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    @property
+    def on_log(self) -> LogCallback | None:
+        return self._async.on_log
+
+    @on_log.setter
+    def on_log(self, callback: LogCallback | None) -> None:
+        self._async.on_log = callback
+
+    @property
+    def on_diagnostics(self) -> DiagnosticsCallback | None:
+        return self._async.on_diagnostics
+
+    @on_diagnostics.setter
+    def on_diagnostics(self, callback: DiagnosticsCallback | None) -> None:
+        self._async.on_diagnostics = callback
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is gone (closed, or the daemon exited)."""
+        return self._async.closed
+
+    def load(self, id: str) -> LoadResult:
+        """See `AsyncClient.load`."""
+        return self._call(self._async.load(id))
+
+    def reload(self, id: str, data: Any = None) -> LoadResult:
+        """See `AsyncClient.reload`."""
+        return self._call(self._async.reload(id, data))
+
+    def invalidate(self, *, id: str | None = None, path: str | None = None) -> list[str]:
+        """See `AsyncClient.invalidate`."""
+        return self._call(self._async.invalidate(id=id, path=path))
+
+    def changes(self) -> ChangeStream:
+        """Every `vmd/changed` notification from now on, as a blocking iterator."""
+
+        async def _subscribe() -> AsyncChangeStream:
+            return self._async.changes()
+
+        return ChangeStream(self, self._call(_subscribe()))
+
+    def request(self, method: str, params: Any) -> Any:
+        """See `AsyncClient.request`."""
+        return self._call(self._async.request(method, params))
+
+    def close(self) -> None:
+        """Shut the daemon down and stop the background loop."""
+        if self._loop.is_closed():
+            return
+        try:
+            self._call(self._async.close())
+        finally:
+            self._stop_loop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
