@@ -13,13 +13,16 @@ import posixpath
 import signal
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from vmd import globs
-from vmd.client import AsyncClient, ConnectionClosed, ProtocolError
 from vmd.errors import VmdError
 from vmd.protocol import ChangedParams, LoadResult
+
+if TYPE_CHECKING:
+    from vmd.client import AsyncClient
 
 DEFAULT_INCLUDE = ["**/*.vmd.py"]
 SKIP_DIRS = frozenset({"node_modules", ".git", ".venv", "__pycache__"})
@@ -182,6 +185,8 @@ def _load(args: argparse.Namespace) -> int:
 
 
 async def _load_async(root: str, id: str, mode: str, as_json: bool) -> int:
+    from vmd.client import AsyncClient, ConnectionClosed, ProtocolError
+
     try:
         async with await AsyncClient.start(root, mode=mode, log_level=_DAEMON_LOG_LEVEL) as client:
             result = await client.load(id)
@@ -204,6 +209,8 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 async def _watch_async(root: str, id: str) -> int:
+    from vmd.client import AsyncClient, ConnectionClosed, ProtocolError
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -307,6 +314,8 @@ def _check(args: argparse.Namespace) -> int:
 async def _check_async(
     root: str, loaders: list[str], include: list[str] | None, verbose: bool
 ) -> int:
+    from vmd.client import AsyncClient, ConnectionClosed, ProtocolError
+
     base = os.path.abspath(root)
     limit = asyncio.Semaphore(_CHECK_CONCURRENCY)
 

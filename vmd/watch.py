@@ -15,8 +15,6 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 
-import watchfiles
-
 logger = logging.getLogger("vmd.watch")
 
 # After a watch task fails, wait this long before re-resolving and starting it again, so a
@@ -220,6 +218,10 @@ class _WatchTask:
 
     async def _run(self) -> None:
         owner = self.owner
+        # Imported here: watchfiles pulls in multiprocessing (~30 ms), which start-up and build
+        # mode (no watching at all) should not pay for.
+        import watchfiles
+
         try:
             changes = watchfiles.awatch(
                 *sorted(self.folders),
