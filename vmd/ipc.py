@@ -90,7 +90,8 @@ class Done(_Msg, tag="done"):
     # Absolute path -> signature, as seen when the run used them.
     watched: dict[str, Sig] = {}  # the watched files and every folder the globs walked
     code_deps: dict[str, Sig] = {}  # the loader and project-local modules it imported
-    data_deps: dict[str, Sig] = {}  # files read while running; None = tried but missing
+    instance_deps: dict[str, Sig] = {}  # files read at import or in setup (state built from them)
+    data_deps: dict[str, Sig] = {}  # files read by watch/load; None = tried but missing
 
 
 class ReloadRequest(_Msg, tag="reload"):

@@ -123,6 +123,9 @@ class _Worker:
         self._import_deps: dict[str, ipc.Sig] = {}
         # Where the audit hook records files read now; None outside import/setup/watch/load.
         self._capture: dict[str, ipc.Sig] | None = None
+        # Files opened for writing since the last Run started: a file the loader writes is its
+        # output, not its input (reading it back must not make every run stale the next).
+        self._written: set[str] = set()
 
     # -- transport ------------------------------------------------------------------------
 
@@ -259,11 +262,13 @@ class _Worker:
             if isinstance(path, int):
                 return
             if mode is None:
-                if flags & _WRITE_FLAGS:
-                    return
-            elif not _WRITE_MODES.isdisjoint(mode):
-                return
+                writing = bool(flags & _WRITE_FLAGS)
+            else:
+                writing = not _WRITE_MODES.isdisjoint(mode)
             path = os.path.abspath(os.fsdecode(path))
+            if writing:
+                self._written.add(path)
+                return
             capture = self._capture
             if (
                 capture is None
@@ -282,6 +287,7 @@ class _Worker:
     # -- running ----------------------------------------------------------------------------
 
     def _run(self, msg: ipc.Run) -> ipc.Done:
+        self._written = set()
         run_deps: dict[str, ipc.Sig] = {}
         setup_deps: dict[str, ipc.Sig] = {}
         done = ipc.Done(seq=msg.seq, ok=False)
@@ -309,10 +315,19 @@ class _Worker:
             self._capture = None
             _flush()
         done.code_deps = dict(self.code_deps)
-        data = {**self._import_deps, **setup_deps, **run_deps}
-        done.data_deps = {
-            p: s for p, s in data.items() if p not in self.code_deps and p not in done.watched
-        }
+        written = self._written
+
+        def inputs(deps: dict[str, ipc.Sig]) -> dict[str, ipc.Sig]:
+            return {
+                p: s
+                for p, s in deps.items()
+                if p not in self.code_deps and p not in done.watched and p not in written
+            }
+
+        # Read at import or in setup: module state may be built from them, so a change needs a
+        # fresh process, like a code change. Read by watch/load: a re-run is enough.
+        done.instance_deps = inputs({**self._import_deps, **setup_deps})
+        done.data_deps = {p: s for p, s in inputs(run_deps).items() if p not in done.instance_deps}
         return done
 
     def _import(self) -> ModuleType:

@@ -61,11 +61,13 @@ class Service:
         self._code_gen: dict[str, int] = {}
         self._worker_gen: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     async def start(self) -> None:
         await self.pool.start()
 
     async def close(self) -> None:
+        self._closed = True
         if self.watcher is not None:
             await self.watcher.close()
         await self.pool.close()
@@ -82,7 +84,7 @@ class Service:
         if rec is None or not rec.fresh or rec.encoded is None or rec.running is not None:
             return None
         sig = globs.signature
-        for table in (rec.code_deps, rec.watched, rec.data_deps):
+        for table in rec.tables():
             for path, seen in table.items():
                 if sig(path) != seen:
                     return None
@@ -196,7 +198,7 @@ class Service:
             if path in rec.watched and path not in rec.watched_files:
                 folders = True
                 continue
-            if path in rec.code_deps:
+            if rec.is_code(path):
                 reason = "code"
                 self._bump(rec.loader)
             ev = rec.event_for(path, globs.signature(path))
@@ -204,7 +206,9 @@ class Service:
                 events.append(ev)
         if folders:
             events.extend(e for e in self._glob_diff(rec) if e not in events)
-        self.mark_stale(rec, reason, events)
+        # In build mode nothing is watched and nobody awaits hot updates: a change found by
+        # this re-check only makes the load that found it re-run, silently.
+        self.mark_stale(rec, reason, events, notify=self.watcher is not None)
         return True
 
     def recheck_all(self) -> None:
@@ -320,7 +324,9 @@ class Service:
         return events
 
     def _update_watch(self) -> None:
-        if self.watcher is not None:
+        # Runs still finishing during close() must not touch the closed watcher: its error
+        # would escape the run and leave the waiting request unanswered.
+        if self.watcher is not None and not self._closed:
             self.watcher.watch(self.store.targets())
 
     # -- worker callbacks ------------------------------------------------------------------

@@ -41,6 +41,7 @@ class Record:
     watched: dict[str, Sig] = field(default_factory=dict)
     watched_files: set[str] = field(default_factory=set)
     code_deps: dict[str, Sig] = field(default_factory=dict)
+    instance_deps: dict[str, Sig] = field(default_factory=dict)  # read at import / in setup
     data_deps: dict[str, Sig] = field(default_factory=dict)
     # What arrived since the last run started: path -> event kind, reasons, reload data.
     pending: dict[str, EventType] = field(default_factory=dict)
@@ -68,18 +69,28 @@ class Record:
 
     def dependency_paths(self) -> list[str]:
         """Absolute files the output depends on, for `LoadResult.dependencies`."""
-        paths = set(self.code_deps) | {p for p, s in self.data_deps.items() if s is not None}
+        read = {**self.instance_deps, **self.data_deps}
+        paths = set(self.code_deps) | {p for p, s in read.items() if s is not None}
         return sorted(paths)
 
     def known(self, path: str) -> Sig:
         """The signature this record last saw for `path` (None: absent or never seen)."""
-        for table in (self.code_deps, self.watched, self.data_deps):
+        for table in self.tables():
             if path in table:
                 return table[path]
         return None
 
+    def tables(self) -> tuple[dict[str, Sig], ...]:
+        """Every path -> signature table of the last run."""
+        return (self.code_deps, self.instance_deps, self.watched, self.data_deps)
+
     def tracks(self, path: str) -> bool:
-        return path in self.code_deps or path in self.watched or path in self.data_deps
+        return any(path in table for table in self.tables())
+
+    def is_code(self, path: str) -> bool:
+        """Whether a change of `path` needs a fresh worker process (not just a re-run): the
+        loader, its local imports, and files read while importing or in `setup`."""
+        return path in self.code_deps or path in self.instance_deps
 
     def event_for(self, path: str, now: Sig) -> FileEvent | None:
         """Classify a change of `path` by comparing what the last run saw with the file now."""
@@ -124,6 +135,7 @@ class Store:
             rec.watched_files = {posixpath.normpath(posixpath.join(rec.folder, f))
                                  for f in done.watched_files}
             rec.code_deps = dict(done.code_deps)
+            rec.instance_deps = dict(done.instance_deps)
             rec.data_deps = dict(done.data_deps)
         rec.code_deps.setdefault(rec.loader, globs.signature(rec.loader))
         if error is None and done is not None and done.ok:
@@ -159,13 +171,13 @@ class Store:
         out: list[tuple[Record, ChangeReason]] = []
         for id in ids:
             rec = self.records[id]
-            out.append((rec, "code" if path in rec.code_deps else "watch"))
+            out.append((rec, "code" if rec.is_code(path) else "watch"))
         return out
 
     def changed_paths(self, rec: Record, signature: SigFn) -> list[str]:
         """Dependencies whose signature differs from what the last run saw (the stat re-check)."""
         out = []
-        for table in (rec.code_deps, rec.watched, rec.data_deps):
+        for table in rec.tables():
             for path, sig in table.items():
                 if signature(path) != sig:
                     out.append(path)
@@ -183,6 +195,7 @@ class Store:
 
     def _paths(self, rec: Record) -> Iterable[str]:
         yield from rec.code_deps
+        yield from rec.instance_deps
         yield from rec.data_deps
         yield from (p for p, s in rec.watched.items() if p in rec.watched_files)
 

@@ -319,6 +319,50 @@ async def test_data_files_read_are_captured_with_their_signature(workers: Worker
     assert done.data_deps[str(root / "missing.txt")] is None
 
 
+async def test_files_read_at_import_or_in_setup_are_instance_deps_not_data_deps(
+    workers: Workers,
+) -> None:
+    workers.write("config.json", "{}")
+    workers.write("seed.txt", "s")
+    workers.write("rows.txt", "r")
+    loader = workers.write(
+        "a.vmd.py",
+        """
+        from pathlib import Path
+        CONFIG = Path("config.json").read_text()
+        def setup(ctx):
+            Path("seed.txt").read_text()
+        def load(ctx):
+            return Path("rows.txt").read_text()
+        """,
+    )
+    done = await workers.run(loader)
+    assert done.ok, done.error
+    root = workers.root
+    assert set(done.instance_deps) == {str(root / "config.json"), str(root / "seed.txt")}
+    assert set(done.data_deps) == {str(root / "rows.txt")}
+
+
+async def test_a_file_the_loader_writes_is_not_its_input_even_when_read_back(
+    workers: Workers,
+) -> None:
+    loader = workers.write(
+        "a.vmd.py",
+        """
+        from pathlib import Path
+        def load(ctx):
+            cache = Path("cache.json")
+            hits = int(cache.read_text()) if cache.exists() else 0
+            cache.write_text(str(hits + 1))
+            return cache.read_text()
+        """,
+    )
+    first = await workers.run(loader)
+    second = await workers.run(loader)
+    assert (first.code, second.code) == ("1", "2")
+    assert str(workers.root / "cache.json") not in second.data_deps
+
+
 async def test_missing_import_records_where_the_module_could_appear(workers: Workers) -> None:
     loader = workers.write(
         "src/a.vmd.py",
