@@ -24,11 +24,14 @@ _dec = msgspec.json.Decoder()
 class Peer:
     """A spawned `vmd serve` and a blocking message pump over its pipes."""
 
-    def __init__(self, root: Path, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, root: Path, options: dict[str, Any] | None = None, python: str = sys.executable
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vmd", "serve", "--log-level", "warning"],
+            [python, "-m", "vmd", "serve", "--log-level", "warning"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            cwd=root,
         )
         assert self.proc.stdin and self.proc.stdout
         self._in = self.proc.stdin.fileno()
