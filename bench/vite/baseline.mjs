@@ -3,7 +3,8 @@
 // Same HMR path as vite-plugin-vmd (invalidate in every environment, reloadModule), so the
 // comparison is about where and how the loader runs.
 import { pathToFileURL } from 'node:url'
-import { watch } from 'chokidar'
+// chokidar comes from clients/node's dev dependencies (this script has no package.json).
+const { watch } = await import(new URL('../../clients/node/node_modules/chokidar/index.js', import.meta.url).href)
 
 const LOADER = /\.loader\.mjs(?:\?|$)/
 

@@ -1,0 +1,258 @@
+// vite-plugin-vmd against the JavaScript original (baseline.mjs), side by side in one run.
+//
+//   node bench/vite/bench.mjs latency [--edits 100]     watched-file write -> regenerated module served
+//   node bench/vite/bench.mjs build [--modules 500] [--rounds 3]
+//   node bench/vite/bench.mjs memory [--edits 2000]      (runs both, each in its own process)
+//
+// Run from the repository root after ./scripts/test (or `npm ci` in clients/node and
+// `pip install -e .` into .venv). Uses Vite 8 from clients/node/node_modules.
+import { execFileSync, spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+
+const repo = fileURLToPath(new URL('../..', import.meta.url))
+const clients = join(repo, 'clients/node')
+process.env.VMD_PYTHON ??= join(repo, '.venv/bin/python')
+const { createServer, build } = await import(pathToFileURL(join(clients, 'node_modules/vite/dist/node/index.js')).href)
+const vmd = (await import(pathToFileURL(join(clients, 'dist/index.js')).href)).default
+const baseline = (await import('./baseline.mjs')).default
+
+const args = process.argv.slice(2)
+const flag = (name, fallback) => {
+  const at = args.indexOf(`--${name}`)
+  return at === -1 ? fallback : args[at + 1]
+}
+
+function project(files) {
+  const root = realpathSync(mkdtempSync(join(tmpdir(), 'vmd-bench-')))
+  for (const [rel, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(root, rel)), { recursive: true })
+    writeFileSync(join(root, rel), text)
+  }
+  return root
+}
+
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]
+}
+const ms = (x) => `${x.toFixed(2)} ms`
+
+// Both implementations do the same job: read data/value.json, export it.
+const files = {
+  'package.json': '{"type":"module"}',
+  'data/value.json': '0',
+  'src/mod.vmd.py': 'import json, vmd\nwatch = ["../data/*.json"]\ndef load(ctx):\n    return vmd.json_module(json.loads((ctx.path.parent.parent / "data" / "value.json").read_text()))\n',
+  'src/mod.loader.mjs': [
+    "import { readFileSync } from 'node:fs'",
+    "const file = new URL('../data/value.json', import.meta.url).pathname",
+    'export const watch = [file]',
+    'export function load() {',
+    '  return `export default JSON.parse(${JSON.stringify(readFileSync(file, "utf8"))});`',
+    '}',
+    '',
+  ].join('\n'),
+  'src/main.js': "import a from './mod.vmd.py'\nimport b from './mod.loader.mjs'\nexport { a, b }\nimport.meta.hot?.accept(['./mod.vmd.py', './mod.loader.mjs'], () => {})\n",
+}
+
+async function devServer(root) {
+  const server = await createServer({
+    root,
+    configFile: false,
+    logLevel: 'silent',
+    plugins: [vmd(), baseline()],
+    optimizeDeps: { noDiscovery: true, include: [] },
+  })
+  const updates = []
+  const hot = server.environments.client.hot
+  const send = hot.send.bind(hot)
+  hot.send = (payload) => {
+    if (payload.type === 'update') for (const u of payload.updates) updates.push(u.acceptedPath)
+    send(payload)
+  }
+  return { server, updates }
+}
+
+async function latency() {
+  const edits = Number(flag('edits', 100))
+  const root = project(files)
+  const { server, updates } = await devServer(root)
+  const env = server.environments.client
+  await env.transformRequest('/src/main.js')
+  await env.transformRequest('/src/mod.vmd.py')
+  await env.transformRequest('/src/mod.loader.mjs')
+  const results = { vmd: { update: [], served: [] }, baseline: { update: [], served: [] } }
+  let value = 0
+  for (let i = 0; i < edits * 2; i++) {
+    const which = i % 2 === 0 ? 'vmd' : 'baseline'
+    const url = which === 'vmd' ? '/src/mod.vmd.py' : '/src/mod.loader.mjs'
+    // One file feeds both; only the implementation under test has its module in the graph
+    // loaded, so the other's update costs nothing measurable... but to keep it fair, each edit
+    // is timed on the implementation named for it.
+    const before = updates.filter((p) => p === url).length
+    value += 1
+    const t0 = performance.now()
+    writeFileSync(join(root, 'data/value.json'), String(value))
+    while (updates.filter((p) => p === url).length === before) await new Promise((r) => setImmediate(r))
+    const t1 = performance.now()
+    let code = ''
+    while (!code.includes(`"${value}"`) && !code.includes(`(${value})`) && !code.includes(`"${value}"`)) {
+      code = (await env.transformRequest(url))?.code ?? ''
+      if (!code.includes(String(value))) await new Promise((r) => setImmediate(r))
+      else break
+    }
+    const t2 = performance.now()
+    results[which].update.push(t1 - t0)
+    results[which].served.push(t2 - t0)
+    // let the other implementation's update for this write settle before the next edit
+    const other = which === 'vmd' ? '/src/mod.loader.mjs' : '/src/mod.vmd.py'
+    const otherBefore = updates.filter((p) => p === other).length
+    const deadline = performance.now() + 1000
+    while (updates.filter((p) => p === other).length === otherBefore && performance.now() < deadline) await new Promise((r) => setTimeout(r, 1))
+    await env.transformRequest(other)
+  }
+  await server.close()
+  rmSync(root, { recursive: true, force: true })
+  console.log(`watched-file write -> regenerated module, ${edits} edits each, interleaved`)
+  console.log('| implementation | write -> HMR update p50 | p90 | write -> fresh module served p50 | p90 |')
+  console.log('|---|---|---|---|---|')
+  for (const [name, r] of Object.entries(results)) {
+    console.log(`| ${name} | ${ms(pct(r.update, 50))} | ${ms(pct(r.update, 90))} | ${ms(pct(r.served, 50))} | ${ms(pct(r.served, 90))} |`)
+  }
+  const ratio = pct(results.vmd.served, 50) / pct(results.baseline.served, 50)
+  console.log(`vmd / baseline (served, p50): ${ratio.toFixed(2)}x`)
+}
+
+async function buildBench() {
+  const n = Number(flag('modules', 500))
+  const rounds = Number(flag('rounds', 3))
+  const importsOf = (ext) =>
+    Array.from({ length: n }, (_, i) => `import m${i} from './data.${ext}?n=${i}'`).join('\n') +
+    `\nexport default [${Array.from({ length: n }, (_, i) => `m${i}`).join(',')}]\n`
+  const root = project({
+    'package.json': '{"type":"module"}',
+    'src/data.vmd.py': 'import vmd\ndef load(ctx):\n    n = int(ctx.query["n"])\n    return vmd.json_module({"n": n, "rows": [{"i": i, "sq": i * i} for i in range(20)]})\n',
+    'src/data.loader.mjs':
+      'export function load({ query }) {\n  const n = Number(query.n)\n  const value = { n, rows: Array.from({ length: 20 }, (_, i) => ({ i, sq: i * i })) }\n  return `export default JSON.parse(${JSON.stringify(JSON.stringify(value))});`\n}\n',
+    'src/vmd.js': importsOf('vmd.py'),
+    'src/baseline.js': importsOf('loader.mjs'),
+  })
+  const one = async (entry, plugin) => {
+    const t0 = performance.now()
+    await build({
+      root,
+      configFile: false,
+      logLevel: 'silent',
+      plugins: [plugin],
+      build: { lib: { entry, formats: ['es'], fileName: 'out' }, outDir: `out-${plugin.name}`, minify: false },
+    })
+    return performance.now() - t0
+  }
+  const times = { vmd: [], baseline: [] }
+  for (let r = 0; r < rounds; r++) {
+    times.vmd.push(await one('src/vmd.js', vmd()))
+    times.baseline.push(await one('src/baseline.js', baseline()))
+  }
+  rmSync(root, { recursive: true, force: true })
+  console.log(`vite build of ${n} virtual modules, ${rounds} rounds alternating (wall time, includes daemon start-up and stop)`)
+  console.log('| implementation | median | min | max |')
+  console.log('|---|---|---|---|')
+  for (const [name, t] of Object.entries(times)) console.log(`| ${name} | ${ms(pct(t, 50))} | ${ms(Math.min(...t))} | ${ms(Math.max(...t))} |`)
+  console.log(`vmd / baseline (median): ${(pct(times.vmd, 50) / pct(times.baseline, 50)).toFixed(2)}x`)
+}
+
+// RSS (MB) of a process and all its descendants, from /proc.
+function treeRss(pid) {
+  const parents = new Map()
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      parents.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]))
+    } catch {}
+  }
+  const all = [pid]
+  for (let i = 0; i < all.length; i++) for (const [c, p] of parents) if (p === all[i]) all.push(c)
+  let kb = 0
+  for (const p of all) {
+    try {
+      const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))
+      if (m) kb += Number(m[1])
+    } catch {}
+  }
+  return { mb: kb / 1024, processes: all.length }
+}
+
+async function memoryOne(which, edits, rows) {
+  const dataset = (lang) =>
+    lang === 'py'
+      ? `ROWS = [{"id": i, "name": f"row {i}", "tags": ["a", "b", "c"]} for i in range(${rows})]\n`
+      : `const ROWS = Array.from({ length: ${rows} }, (_, i) => ({ id: i, name: 'row ' + i, tags: ['a', 'b', 'c'] }))\n`
+  const loaderFor = (k) =>
+    which === 'vmd'
+      ? `import vmd\n${dataset('py')}EDIT = ${k}\ndef load(ctx):\n    return vmd.json_module({"edit": EDIT, "count": len(ROWS)})\n`
+      : `${dataset('js')}const EDIT = ${k}\nexport function load() {\n  return 'export default ' + JSON.stringify({ edit: EDIT, count: ROWS.length })\n}\n`
+  const file = which === 'vmd' ? 'src/big.vmd.py' : 'src/big.loader.mjs'
+  const root = project({ 'package.json': '{"type":"module"}', [file]: loaderFor(0), 'src/main.js': `import x from './${file.slice(4)}'\nexport default x\nimport.meta.hot?.accept('./${file.slice(4)}', () => {})\n` })
+  const { server, updates } = await devServer(root)
+  const env = server.environments.client
+  const url = `/${file}`
+  await env.transformRequest('/src/main.js')
+  await env.transformRequest(url)
+  const samples = []
+  for (let k = 1; k <= edits; k++) {
+    const before = updates.length
+    writeFileSync(join(root, file), loaderFor(k))
+    while (updates.length === before) await new Promise((r) => setTimeout(r, 1))
+    let code = ''
+    while (!code.includes(`"edit":${k},`) && !code.includes(`\\"edit\\":${k},`)) code = (await env.transformRequest(url))?.code ?? ''
+    if (k % Math.max(1, Math.floor(edits / 20)) === 0 || k === 20 || k === edits) {
+      globalThis.gc?.()
+      samples.push({ edit: k, ...treeRss(process.pid) })
+    }
+    // Loader edits faster than the mtime granularity are not the point: keep edits apart.
+    await new Promise((r) => setTimeout(r, 5))
+  }
+  await server.close()
+  rmSync(root, { recursive: true, force: true })
+  return samples
+}
+
+async function memory() {
+  const edits = Number(flag('edits', 2000))
+  const rows = Number(flag('rows', 5000))
+  const which = flag('impl', undefined)
+  if (which) {
+    console.log(JSON.stringify(await memoryOne(which, edits, rows)))
+    return
+  }
+  const run = (impl) =>
+    new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), 'memory', '--impl', impl, '--edits', String(edits), '--rows', String(rows)], { stdio: ['ignore', 'pipe', 'inherit'] })
+      let out = ''
+      child.stdout.on('data', (d) => (out += d))
+      child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop())) : reject(new Error(`${impl} exited ${code}`))))
+    })
+  console.log(`memory over ${edits} loader edits (dataset of ${rows} rows built at import); RSS of Vite's process plus every process below it`)
+  console.log('| implementation | at edit 20 | at the last edit | growth | processes |')
+  console.log('|---|---|---|---|---|')
+  for (const impl of ['vmd', 'baseline']) {
+    const samples = await run(impl)
+    const first = samples.find((s) => s.edit >= 20) ?? samples[0]
+    const last = samples[samples.length - 1]
+    console.log(`| ${impl} | ${first.mb.toFixed(1)} MB | ${last.mb.toFixed(1)} MB | ${(last.mb - first.mb).toFixed(1)} MB | ${last.processes} |`)
+    console.log(`  samples (edit: MB): ${samples.map((s) => `${s.edit}: ${s.mb.toFixed(0)}`).join(', ')}`)
+  }
+}
+
+const command = args[0]
+if (command === 'latency') await latency()
+else if (command === 'build') await buildBench()
+else if (command === 'memory') await memory()
+else {
+  console.error('usage: node bench/vite/bench.mjs latency|build|memory [--edits N] [--modules N] [--rounds N]')
+  process.exit(2)
+}
+void execFileSync

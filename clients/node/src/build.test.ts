@@ -1,0 +1,148 @@
+// `vite build` and `vite build --watch` with a real daemon: build mode, failures, watch
+// rebuilds, and a process that exits by itself leaving no Python behind.
+import { spawn } from 'node:child_process'
+import { pathToFileURL } from 'node:url'
+import { afterEach, describe, expect, test } from 'vitest'
+import { build, version } from 'vite'
+import type { InlineConfig, Rollup } from 'vite'
+import vmd from './index.js'
+import { alive, daemonsIn, descendants, distUrl, makeProject, usersProject, viteBin, waitFor } from './test/project.js'
+import type { Project } from './test/project.js'
+
+const cleanups: (() => Promise<void> | void)[] = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+function project(files: Record<string, string> = usersProject): Project {
+  const p = makeProject(files)
+  cleanups.push(() => p.remove())
+  return p
+}
+
+const libBuild = {
+  lib: { entry: 'src/main.js', formats: ['es' as const], fileName: 'main' },
+  outDir: 'out',
+  emptyOutDir: true,
+  minify: false,
+}
+
+function config(p: Project, extra: InlineConfig = {}): InlineConfig {
+  return { root: p.root, configFile: false, logLevel: 'silent', plugins: [vmd()], build: libBuild, ...extra }
+}
+
+let imports = 0
+async function importOutput(p: Project): Promise<{ users: { names: string[]; mode: string; label: string }; admins: { names: string[] } }> {
+  // A fresh URL each time: Node caches ES modules by URL.
+  return (await import(`${pathToFileURL(p.path('out/main.js')).href}?n=${imports++}`)) as never
+}
+
+function run(args: string[], cwd: string): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [viteBin, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()))
+    child.on('close', (code) => resolve({ code, output }))
+  })
+}
+
+const cliConfig = `import vmd from ${JSON.stringify(distUrl)}
+export default {
+  logLevel: 'warn',
+  plugins: [vmd()],
+  build: ${JSON.stringify(libBuild)},
+}
+`
+
+describe('vite build', () => {
+  test('runs the Vite major this project pins', () => {
+    expect(version.split('.')[0]).toBe(process.env.VMD_VITE_MAJOR)
+  })
+
+  test('serves every loader with mode "build" and stops the daemon when done', async () => {
+    const p = project()
+    await build(config(p))
+    const out = await importOutput(p)
+    expect(out.users).toEqual({ label: 'v1', mode: 'build', names: ['ada', 'alan'] })
+    expect(out.admins.names).toEqual(['ada'])
+    expect(daemonsIn(p.root)).toEqual([])
+  })
+
+  test('a failing loader fails the build with the Python message, file and line', async () => {
+    const p = project({ ...usersProject, 'src/helper.py': 'def label():\n    raise ValueError("no label today")\n' })
+    const error = await build(config(p)).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    )
+    expect(error?.message).toContain('ValueError: no label today')
+    expect(daemonsIn(p.root)).toEqual([])
+  })
+
+  test('the CLI exits by itself (0, then non-zero with the message), leaving no Python process', async () => {
+    const p = project({ ...usersProject, 'vite.config.mjs': cliConfig })
+    const ok = await run(['build'], p.root)
+    expect(ok.code, ok.output).toBe(0)
+    expect((await importOutput(p)).users.mode).toBe('build')
+    expect(daemonsIn(p.root)).toEqual([])
+
+    p.write('src/users.vmd.py', 'def load(ctx):\n    return {}["missing"]\n')
+    const failed = await run(['build'], p.root)
+    expect(failed.code).not.toBe(0)
+    expect(failed.output).toContain("KeyError: 'missing'")
+    expect(failed.output).toContain(`${p.path('src/users.vmd.py')}:2`)
+    expect(daemonsIn(p.root)).toEqual([])
+  })
+
+  test('build --watch rebuilds when a watched file, a helper or the loader changes', async () => {
+    const p = project()
+    const watcher = (await build(config(p, { build: { ...libBuild, watch: {} } }))) as Rollup.RollupWatcher
+    let ends = 0
+    let lastError: unknown
+    watcher.on('event', (event) => {
+      if (event.code === 'BUNDLE_END') void event.result.close()
+      if (event.code === 'END') ends++
+      if (event.code === 'ERROR') lastError = event.error
+    })
+    cleanups.push(async () => {
+      await watcher.close()
+      // closeWatcher stops the daemon
+      await waitFor(() => daemonsIn(p.root).length === 0, 'the daemon to stop')
+    })
+    await waitFor(() => ends >= 1, 'the first build')
+    expect((await importOutput(p)).users.names).toEqual(['ada', 'alan'])
+
+    p.write('data/a.csv', 'name,role\nada,admin\nkatherine,admin\n')
+    await waitFor(async () => (await importOutput(p)).admins.names.includes('katherine'), 'a rebuild after a CSV edit')
+
+    p.write('src/helper.py', 'def label():\n    return "v2"\n')
+    await waitFor(async () => (await importOutput(p)).users.label === 'v2', 'a rebuild after a helper edit')
+
+    p.write('src/users.vmd.py', p.read('src/users.vmd.py').replace('"mode": ctx.mode', '"mode": "edited"'))
+    await waitFor(async () => (await importOutput(p)).users.mode === 'edited', 'a rebuild after a loader edit')
+    expect(lastError).toBeUndefined()
+  })
+})
+
+describe('vite dev (CLI)', () => {
+  test('killing the Vite process with SIGKILL leaves no Python process behind', async () => {
+    const p = project({ ...usersProject, 'vite.config.mjs': cliConfig })
+    const child = spawn(process.execPath, [viteBin, '--port', '0', '--host', '127.0.0.1', '--logLevel', 'info'], {
+      cwd: p.root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let output = ''
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()))
+    const closed = new Promise((resolve) => child.on('close', resolve))
+    const url = await waitFor(() => /Local:\s+(http:\/\/\S+)/.exec(output.replace(/\x1b\[[0-9;]*m/g, ''))?.[1], 'the dev server URL')
+    const res = await fetch(new URL('src/users.vmd.py?import', url))
+    expect(await res.text()).toContain('ada')
+    const [daemon] = daemonsIn(p.root)
+    const family = [daemon!, ...descendants(daemon!)]
+    expect(family.length).toBeGreaterThan(1)
+    child.kill('SIGKILL')
+    await closed
+    await waitFor(() => family.every((pid) => !alive(pid)), 'every Python process to exit')
+  })
+})

@@ -1,0 +1,99 @@
+// The daemon client on its own: start-up errors that say how to fix them, requests failed with
+// the reason when the daemon dies, and an idle daemon that never keeps Node alive.
+import { spawn } from 'node:child_process'
+import { chmodSync } from 'node:fs'
+import { pathToFileURL } from 'node:url'
+import { afterEach, describe, expect, test } from 'vitest'
+import { Daemon, DaemonRequestError, defaultPython } from './daemon.js'
+import { ErrorCodes } from './protocol.js'
+import { alive, daemonsIn, descendants, makeProject, packageRoot, waitFor } from './test/project.js'
+import type { Project } from './test/project.js'
+
+const python = process.env.VMD_PYTHON!
+const cleanups: (() => Promise<void> | void)[] = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+function project(files: Record<string, string>): Project {
+  const p = makeProject(files)
+  cleanups.push(() => p.remove())
+  return p
+}
+
+function daemon(p: Project, overrides: Partial<ConstructorParameters<typeof Daemon>[0]> = {}): Daemon {
+  const d = new Daemon({ python, root: p.root, mode: 'serve', include: ['**/*.vmd.py'], timeoutMs: 10_000, ...overrides })
+  cleanups.push(() => d.stop())
+  return d
+}
+
+describe('Daemon', () => {
+  test('a missing interpreter names it and says how to install', async () => {
+    const p = project({})
+    const error = await daemon(p, { python: '/nonexistent/python3' }).start().catch((e: Error) => e)
+    expect(error).toBeInstanceOf(Error)
+    expect((error as Error).message).toMatch(/cannot start the Python interpreter "\/nonexistent\/python3": not found/)
+    expect((error as Error).message).toContain('pip install vmd')
+  })
+
+  test('an interpreter without vmd says exactly how to install it', async () => {
+    const p = project({})
+    // No site-packages (-S): this Python certainly lacks vmd.
+    p.write('bare-python', `#!/bin/sh\nexec ${python} -S "$@"\n`)
+    chmodSync(p.path('bare-python'), 0o755)
+    const error = await daemon(p, { python: p.path('bare-python') }).start().catch((e: Error) => e)
+    expect((error as Error).message).toContain(`the Python package vmd is not installed for "${p.path('bare-python')}"`)
+    expect((error as Error).message).toContain(`\`${p.path('bare-python')} -m pip install vmd\``)
+  })
+
+  test('loader failures carry the daemon error code and data', async () => {
+    const p = project({ 'a.vmd.py': 'def load(ctx):\n    raise KeyError("k")\n' })
+    const error = await daemon(p).load(p.path('a.vmd.py')).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(DaemonRequestError)
+    expect((error as DaemonRequestError).code).toBe(ErrorCodes.loaderError)
+    expect((error as DaemonRequestError).data).toMatchObject({ file: p.path('a.vmd.py'), line: 2, kind: 'error' })
+  })
+
+  test('requests in flight fail with the reason when the daemon dies; the next one restarts it', async () => {
+    const p = project({
+      'slow.vmd.py': 'import time\n\ndef load(ctx):\n    time.sleep(20)\n    return ""\n',
+      'ok.vmd.py': 'def load(ctx):\n    return "export default 1"\n',
+    })
+    const d = daemon(p)
+    const slow = d.load(p.path('slow.vmd.py'))
+    const pid = await waitFor(() => d.pid, 'the daemon')
+    await waitFor(() => descendants(pid).length > 0, 'the loader running')
+    process.kill(pid, 'SIGKILL')
+    await expect(slow).rejects.toThrow(/vmd: the daemon stopped \(killed by SIGKILL\)/)
+    const result = await d.load(p.path('ok.vmd.py'))
+    expect(result.code).toBe('export default 1')
+    expect(d.pid).not.toBe(pid)
+  })
+
+  test('an idle daemon does not keep Node alive, and goes away with it', async () => {
+    const p = project({ 'a.vmd.py': 'def load(ctx):\n    return "export default 42"\n' })
+    const script = `
+      import { Daemon } from ${JSON.stringify(pathToFileURL(`${packageRoot}/dist/daemon.js`).href)}
+      const d = new Daemon({ python: ${JSON.stringify(python)}, root: ${JSON.stringify(p.root)}, mode: 'serve', include: ['**/*.vmd.py'], timeoutMs: 10000 })
+      const r = await d.load(${JSON.stringify(p.path('a.vmd.py'))})
+      console.log(r.code, d.pid)
+    `
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    const code = await new Promise((resolve) => child.on('close', resolve))
+    expect(code).toBe(0)
+    const [text, pid] = out.trim().split(/ (?=\d+$)/)
+    expect(text).toBe('export default 42')
+    await waitFor(() => !alive(Number(pid)), 'the daemon to exit after Node')
+    expect(daemonsIn(p.root)).toEqual([])
+  })
+
+  test('defaultPython: VMD_PYTHON, then the nearest .venv, then python3', () => {
+    const p = project({ 'a/b/.keep': '', '.venv/bin/python': '' })
+    expect(defaultPython(p.path('a/b'), { VMD_PYTHON: '/x/python' })).toBe('/x/python')
+    expect(defaultPython(p.path('a/b'), {})).toBe(p.path('.venv/bin/python'))
+    const bare = project({})
+    expect(defaultPython(bare.root, {})).toBe('python3')
+  })
+})

@@ -1,0 +1,384 @@
+/**
+ * The vmd daemon as seen from Node: spawn `python -m vmd serve`, speak its protocol through
+ * vscode-jsonrpc, restart it when it dies, and stop it without leaving a process behind.
+ *
+ * Modelled on esbuild's Node host: the child is started lazily and memoised, its stdio never
+ * carries logs into the protocol, one `afterClose(reason)` fails every pending request, and the
+ * child is unref'd while idle so it never keeps Node alive. Unlike esbuild, a dead daemon is
+ * restarted (with backoff) and the owner is told, so it can re-sync what it served.
+ */
+
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import {
+  createMessageConnection,
+  ResponseError,
+  StreamMessageReader,
+  StreamMessageWriter,
+} from 'vscode-jsonrpc/node'
+import type { MessageConnection } from 'vscode-jsonrpc/node'
+import {
+  CHANGED,
+  INVALIDATE,
+  LOAD,
+  RELOAD,
+  isLoaderErrorData,
+} from './protocol.js'
+import type {
+  ChangedParams,
+  InitializationOptions,
+  InitializeResult,
+  InvalidateParams,
+  InvalidateResult,
+  Json,
+  LoadResult,
+  LoaderErrorData,
+  Mode,
+} from './protocol.js'
+
+/** Where the daemon's own messages go (Vite's logger fits). */
+export interface DaemonLogger {
+  info(message: string): void
+  warn(message: string): void
+  error(message: string): void
+}
+
+/** How to start and talk to one daemon. */
+export interface DaemonOptions {
+  /** The Python interpreter that has vmd installed. */
+  python: string
+  /** Workspace root: the daemon's cwd and `rootUri`. */
+  root: string
+  mode: Mode
+  include: string[]
+  timeoutMs: number
+  /** Called for every `vmd/changed` notification. */
+  onChanged?: (params: ChangedParams) => void
+  /** Called when a daemon that died unexpectedly has been replaced and is ready. */
+  onRestart?: () => void
+  /** Restart a daemon that dies unexpectedly at once (with backoff), not only on the next request. */
+  eagerRestart?: boolean
+  logger?: DaemonLogger
+}
+
+/** A request the daemon answered with a JSON-RPC error. */
+export class DaemonRequestError extends Error {
+  readonly code: number
+  /** Present for failures about one module: the loader's file, line and traceback. */
+  readonly data: LoaderErrorData | undefined
+
+  constructor(code: number, message: string, data: LoaderErrorData | undefined) {
+    super(message)
+    this.name = 'DaemonRequestError'
+    this.code = code
+    this.data = data
+  }
+}
+
+/** The interpreter used when no `python` option is given: `VMD_PYTHON`, a `.venv`, `python3`. */
+export function defaultPython(root: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (env.VMD_PYTHON) return env.VMD_PYTHON
+  const win = process.platform === 'win32'
+  for (let dir = root; ; dir = dirname(dir)) {
+    const candidate = win ? join(dir, '.venv', 'Scripts', 'python.exe') : join(dir, '.venv', 'bin', 'python')
+    if (existsSync(candidate)) return candidate
+    if (dirname(dir) === dir) break
+  }
+  return win ? 'python' : 'python3'
+}
+
+function installHint(python: string): string {
+  return (
+    `Install vmd into that interpreter with \`${python} -m pip install vmd\` ` +
+    `(from a checkout of vmd: \`${python} -m pip install -e <path-to-vmd>\`), ` +
+    'or point the plugin at one that has it: vmd({ python: "/path/to/python" }) or VMD_PYTHON=/path/to/python.'
+  )
+}
+
+// Backoff between restarts of a daemon that keeps dying; reset once one lives long enough.
+const RESTART_DELAYS_MS = [50, 200, 500, 1000, 2000, 5000]
+const STABLE_AFTER_MS = 10_000
+const STDERR_TAIL = 4096
+
+type Pending = { reject: (error: Error) => void }
+
+interface Session {
+  child: ChildProcess
+  connection: MessageConnection
+  exited: Promise<void>
+  startedAt: number
+  /** `initialize` was answered: a later exit is a crash worth a restart, not a failed start. */
+  ready: boolean
+  /** `stop()` began: stay ref'd, so Node waits for the daemon to exit. */
+  stopping: boolean
+  closed: boolean
+}
+
+/** One vmd daemon, started on first use and restarted when it dies. */
+export class Daemon {
+  readonly options: DaemonOptions
+  #session: Promise<Session> | undefined
+  #current: Session | undefined
+  #pending = new Set<Pending>()
+  #stopping = false
+  #failures = 0
+  #restartTimer: NodeJS.Timeout | undefined
+  #stderrTail = ''
+
+  constructor(options: DaemonOptions) {
+    this.options = options
+  }
+
+  /** Start the daemon if it is not running; resolves once `initialize` is answered. */
+  start(): Promise<void> {
+    return this.#start().then(() => undefined)
+  }
+
+  /** `vmd/load`: the module's output, fresh. */
+  load(id: string): Promise<LoadResult> {
+    return this.#request<LoadResult>(LOAD, { id })
+  }
+
+  /** `vmd/reload`: re-run the module now with `ctx.data = data`. */
+  reload(id: string, data: Json = null): Promise<LoadResult> {
+    return this.#request<LoadResult>(RELOAD, { id, data })
+  }
+
+  /** `vmd/invalidate`: drop cached output of one module or of everything depending on a file. */
+  invalidate(params: InvalidateParams): Promise<InvalidateResult> {
+    return this.#request<InvalidateResult>(INVALIDATE, params)
+  }
+
+  /** The daemon's process id, once one is running and initialized. */
+  get pid(): number | undefined {
+    return this.#current?.ready && !this.#current.closed ? this.#current.child.pid : undefined
+  }
+
+  /** Stop the daemon (LSP `shutdown` + `exit`, then signals) and never restart it. */
+  async stop(): Promise<void> {
+    this.#stopping = true
+    clearTimeout(this.#restartTimer)
+    const pending = this.#session
+    this.#session = undefined
+    if (!pending) return
+    const session = await pending.catch(() => undefined)
+    if (!session || session.closed) return
+    await shutdown(session)
+  }
+
+  #start(): Promise<Session> {
+    if (this.#stopping) return Promise.reject(new Error('vmd: the daemon was stopped'))
+    this.#session ??= this.#spawn().catch((error: unknown) => {
+      this.#session = undefined
+      throw error
+    })
+    return this.#session
+  }
+
+  async #request<T>(method: string, params: object): Promise<T> {
+    const session = await this.#start()
+    return new Promise<T>((resolve, reject) => {
+      const pending: Pending = { reject }
+      this.#pending.add(pending)
+      this.#ref(session)
+      const settle = (): void => {
+        this.#pending.delete(pending)
+        if (this.#pending.size === 0) this.#unref(session)
+      }
+      const timer = setTimeout(
+        () => reject(new Error(`vmd: no answer to ${method} within ${this.options.timeoutMs + 10_000} ms`)),
+        this.options.timeoutMs + 10_000,
+      )
+      timer.unref()
+      session.connection.sendRequest<T>(method, params).then(
+        (result) => {
+          clearTimeout(timer)
+          settle()
+          resolve(result)
+        },
+        (error: unknown) => {
+          // The stream closed under us: `afterClose` rejects this with the exit reason.
+          if (isConnectionLoss(error)) return
+          clearTimeout(timer)
+          settle()
+          reject(toError(error))
+        },
+      )
+    })
+  }
+
+  async #spawn(): Promise<Session> {
+    const { python, root, mode, include, timeoutMs } = this.options
+    this.#stderrTail = ''
+    const child = spawn(python, ['-m', 'vmd', 'serve'], {
+      cwd: root,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, PYTHONUNBUFFERED: '1' },
+    })
+    const spawned = new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve)
+      child.once('error', (error: NodeJS.ErrnoException) => {
+        reject(
+          error.code === 'ENOENT'
+            ? new Error(
+                `vmd: cannot start the Python interpreter "${python}": not found. ` +
+                  'Install Python 3.10+ and vmd (`python3 -m venv .venv && .venv/bin/pip install vmd`), ' +
+                  'or point the plugin at an interpreter that has vmd: vmd({ python: "/path/to/python" }) or VMD_PYTHON.',
+              )
+            : new Error(`vmd: cannot start "${python}": ${error.message}`),
+        )
+      })
+    })
+    const exited = new Promise<void>((resolve) => child.once('close', () => resolve()))
+    child.stderr?.setEncoding('utf8')
+    let line = ''
+    child.stderr?.on('data', (chunk: string) => {
+      this.#stderrTail = (this.#stderrTail + chunk).slice(-STDERR_TAIL)
+      line += chunk
+      const lines = line.split('\n')
+      line = lines.pop() ?? ''
+      for (const text of lines) if (text.trim()) this.options.logger?.warn(`[vmd] ${text}`)
+    })
+    await spawned
+
+    const connection = createMessageConnection(
+      new StreamMessageReader(child.stdout!),
+      new StreamMessageWriter(child.stdin!),
+    )
+    const session: Session = { child, connection, exited, startedAt: Date.now(), ready: false, stopping: false, closed: false }
+    this.#current = session
+    connection.onNotification(CHANGED, (params: ChangedParams) => this.options.onChanged?.(params))
+    connection.onNotification('window/logMessage', (params: { type: number; message: string }) => {
+      const logger = this.options.logger
+      const text = `[vmd] ${params.message}`
+      if (params.type === 1) logger?.error(text)
+      else if (params.type === 2) logger?.warn(text)
+      else logger?.info(text)
+    })
+    // A stream error also ends in 'close'; the reason is the process exit below.
+    connection.onError(() => undefined)
+    connection.listen()
+    child.once('close', (code, signal) => {
+      const reason = signal ? `killed by ${signal}` : `exited with code ${code}`
+      this.#afterClose(session, reason)
+    })
+
+    const init = connection.sendRequest<InitializeResult>('initialize', {
+      processId: process.pid,
+      rootUri: pathToFileURL(root).href,
+      workspaceFolders: [{ uri: pathToFileURL(root).href, name: 'root' }],
+      capabilities: {},
+      clientInfo: { name: 'vite-plugin-vmd' },
+      initializationOptions: { mode, include, timeoutMs } satisfies InitializationOptions,
+    })
+    // A daemon that dies during start-up also rejects `init` (connection disposed): report why.
+    const result = await init.catch(async (error: unknown) => {
+      if (!isConnectionLoss(error)) throw toError(error)
+      await exited
+      throw this.#startError(python)
+    })
+    if (result.serverInfo?.name !== 'vmd') {
+      child.kill('SIGKILL')
+      throw new Error(`vmd: "${python} -m vmd serve" is not the vmd daemon (serverInfo ${JSON.stringify(result.serverInfo)})`)
+    }
+    connection.sendNotification('initialized', {}).catch(() => undefined)
+    session.ready = true
+    this.#unref(session)
+    return session
+  }
+
+  #startError(python: string): Error {
+    const tail = this.#stderrTail.trim()
+    if (/No module named vmd\b/.test(tail)) {
+      return new Error(`vmd: the Python package vmd is not installed for "${python}". ${installHint(python)}`)
+    }
+    return new Error(`vmd: the daemon exited during start-up ("${python} -m vmd serve").${tail ? `\n${tail}` : ''}`)
+  }
+
+  // Fail everything in flight with the reason; restart unless we were asked to stop.
+  #afterClose(session: Session, reason: string): void {
+    if (session.closed) return
+    session.closed = true
+    session.connection.dispose()
+    const stderr = this.#stderrTail.trim()
+    const error = new Error(`vmd: the daemon stopped (${reason})${stderr && !this.#stopping ? `\n${stderr}` : ''}`)
+    for (const pending of this.#pending) pending.reject(error)
+    this.#pending.clear()
+    if (this.#stopping || this.#current !== session || !session.ready) return
+    this.#session = undefined
+    this.options.logger?.warn(`[vmd] the daemon stopped unexpectedly (${reason}); restarting`)
+    if (Date.now() - session.startedAt > STABLE_AFTER_MS) this.#failures = 0
+    const delay = RESTART_DELAYS_MS[Math.min(this.#failures, RESTART_DELAYS_MS.length - 1)]!
+    this.#failures += 1
+    if (!this.options.eagerRestart) return
+    clearTimeout(this.#restartTimer)
+    this.#restartTimer = setTimeout(() => {
+      if (this.#stopping) return
+      this.#start().then(
+        () => this.options.onRestart?.(),
+        (error: Error) => this.options.logger?.error(`[vmd] restart failed: ${error.message}`),
+      )
+    }, delay)
+    this.#restartTimer.unref()
+  }
+
+  #ref(session: Session): void {
+    setRef(session.child, true)
+  }
+
+  #unref(session: Session): void {
+    if (!session.stopping) setRef(session.child, false)
+  }
+}
+
+type Refable = { ref?: () => void; unref?: () => void }
+
+// An idle daemon must not keep Node alive: the process and its pipes are unref'd between requests.
+function setRef(child: ChildProcess, on: boolean): void {
+  const handles: Refable[] = [child, child.stdin as Refable, child.stdout as Refable, child.stderr as Refable]
+  for (const handle of handles) {
+    if (!handle) continue
+    if (on) handle.ref?.()
+    else handle.unref?.()
+  }
+}
+
+async function shutdown(session: Session): Promise<void> {
+  const { child, connection, exited } = session
+  // Stopping is work in progress: keep Node alive until the daemon is gone.
+  session.stopping = true
+  setRef(child, true)
+  const within = (ms: number): Promise<boolean> =>
+    Promise.race([
+      exited.then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref()),
+    ])
+  try {
+    await Promise.race([connection.sendRequest('shutdown'), within(1000)])
+    await connection.sendNotification('exit')
+  } catch {
+    // Already gone: the signals below are no-ops then.
+  }
+  child.stdin?.end()
+  if (await within(2000)) return
+  child.kill('SIGTERM')
+  if (await within(2000)) return
+  child.kill('SIGKILL')
+  await exited
+}
+
+// vscode-jsonrpc's own codes for a connection that closed or failed (not the daemon's answers).
+function isConnectionLoss(error: unknown): boolean {
+  return !(error instanceof ResponseError) || (error.code >= -32099 && error.code <= -32097)
+}
+
+function toError(error: unknown): Error {
+  if (error instanceof ResponseError) {
+    const data: unknown = error.data
+    return new DaemonRequestError(error.code, error.message, isLoaderErrorData(data) ? data : undefined)
+  }
+  return error instanceof Error ? error : new Error(String(error))
+}

@@ -1,0 +1,316 @@
+/**
+ * vite-plugin-vmd: import JavaScript modules computed by Python loaders (`*.vmd.py`).
+ *
+ * A loader id is the loader's real file path plus its query (`/app/src/users.vmd.py?role=admin`),
+ * the same string in Vite's module graph and in the daemon, so a `vmd/changed` for an id names
+ * the Vite module to update without any mapping. The daemon watches; Vite's own watcher is told
+ * to leave loader modules alone, so every change reaches the page exactly once.
+ */
+
+import { readFileSync, realpathSync } from 'node:fs'
+import { isAbsolute, join, normalize } from 'node:path'
+import { createFilter, isFileLoadingAllowed, normalizePath } from 'vite'
+import type { Plugin, ResolvedConfig, Rollup, ViteDevServer } from 'vite'
+import { Daemon, DaemonRequestError, defaultPython } from './daemon.js'
+import { RefusedIdError, mentionsPython, parseId, parseRequestUrl, checkQuery } from './ids.js'
+import type { ChangedParams, LoadResult } from './protocol.js'
+
+export type { ChangedParams, LoadResult, LoaderErrorData, FileEvent } from './protocol.js'
+export { Daemon, DaemonRequestError, defaultPython } from './daemon.js'
+export type { DaemonOptions, DaemonLogger } from './daemon.js'
+
+/** Options of the vmd Vite plugin; every one has a default. */
+export interface VmdOptions {
+  /**
+   * The Python interpreter that has vmd installed. Default: `VMD_PYTHON`, else `.venv/bin/python`
+   * in the Vite root or the nearest parent that has one, else `python3`.
+   */
+  python?: string
+  /** Loader globs, relative to the Vite root. Default: `["**\/*.vmd.py"]`. */
+  include?: string | string[]
+  /** A loader run taking longer than this (ms) is stopped and reported. Default: 30000. */
+  timeoutMs?: number
+}
+
+/** The error a failing loader produces: Vite shows `loc` and `frame` in its overlay. */
+export interface VmdLoaderError extends Error {
+  id: string
+  plugin?: string
+  loc: { file: string; line: number; column: number }
+  frame: string
+  /** The Python traceback. */
+  traceback: string
+  /** `error`, `timeout`, `crash` or `refused`. */
+  kind: string
+}
+
+type SourceMapInput = Rollup.SourceMapInput
+
+const PYTHON_ID = /\.py(?:[?#]|$)/
+
+/**
+ * The vmd Vite plugin: `import users from "./users.vmd.py?role=admin"` in dev, build and SSR.
+ *
+ * @example
+ * // vite.config.ts
+ * import { defineConfig } from 'vite'
+ * import vmd from 'vite-plugin-vmd'
+ * export default defineConfig({ plugins: [vmd()] })
+ */
+export default function vmd(options: VmdOptions = {}): Plugin {
+  const include = options.include === undefined ? ['**/*.vmd.py'] : [options.include].flat()
+  const timeoutMs = options.timeoutMs ?? 30_000
+  let config: ResolvedConfig
+  let isLoader: (path: string) => boolean
+  let daemon: Daemon | undefined
+  let server: ViteDevServer | undefined
+  // Last code served per id (undefined after a failure): after a daemon restart, only the
+  // modules whose output differs from what the page has are updated.
+  const served = new Map<string, string | undefined>()
+
+  function getDaemon(): Daemon {
+    daemon ??= new Daemon({
+      python: options.python ?? defaultPython(config.root),
+      root: config.root,
+      mode: config.command === 'build' ? 'build' : 'serve',
+      include,
+      timeoutMs,
+      eagerRestart: config.command === 'serve',
+      logger: {
+        info: (msg) => config.logger.info(msg, { timestamp: true }),
+        warn: (msg) => config.logger.warn(msg, { timestamp: true }),
+        error: (msg) => config.logger.error(msg, { timestamp: true }),
+      },
+      onChanged: (params) => onChanged(params),
+      onRestart: () => void resync(),
+    })
+    return daemon
+  }
+
+  async function stop(): Promise<void> {
+    const running = daemon
+    daemon = undefined
+    await running?.stop()
+  }
+
+  // Invalidate the module in every environment (client, SSR, …) and let Vite send the HMR
+  // update; `server.reloadModule` alone touches one environment and nothing with HMR off.
+  function onChanged({ id }: ChangedParams): void {
+    if (!server) return
+    for (const environment of Object.values(server.environments)) {
+      const mod = environment.moduleGraph.getModuleById(id)
+      if (!mod) continue
+      environment.moduleGraph.invalidateModule(mod, new Set(), Date.now(), true)
+      void environment.reloadModule(mod)
+    }
+  }
+
+  // A restarted daemon knows nothing: load every id again (so it watches them again) and
+  // update those whose output changed while it was down.
+  async function resync(): Promise<void> {
+    const running = daemon
+    if (!running) return
+    await Promise.all(
+      [...served].map(async ([id, code]) => {
+        let now: string | undefined
+        try {
+          now = (await running.load(id)).code
+        } catch {
+          now = undefined
+        }
+        if (now !== code || now === undefined) onChanged({ id, version: 0, reason: 'invalidate' })
+      }),
+    )
+  }
+
+  function isAllowed(path: string): boolean {
+    let real: string
+    try {
+      real = realpathSync(path)
+    } catch {
+      return false
+    }
+    return isFileLoadingAllowed(config, real) && isLoader(real)
+  }
+
+  async function loadModule(id: string): Promise<LoadResult> {
+    try {
+      const result = await getDaemon().load(id)
+      served.set(id, result.code)
+      return result
+    } catch (error) {
+      served.set(id, undefined)
+      throw toViteError(error, id, config.command)
+    }
+  }
+
+  // Dev-server requests naming a Python file are checked before any of Vite's middlewares:
+  // malformed URLs (the shapes of past query-suffix CVEs) and files outside server.fs get 403,
+  // missing loaders 404, so nothing reaches the daemon.
+  function guard(url: string): number | undefined {
+    const base = config.base.startsWith('/') ? config.base : '/'
+    const path = url.startsWith(base) ? `/${url.slice(base.length)}` : url
+    const target = parseRequestUrl(path)
+    if (!target || target.kind === 'id') return 403
+    const file = normalize(target.kind === 'fs' ? target.path : join(config.root, target.path))
+    if (!isAbsolute(file)) return 403
+    let real: string
+    try {
+      real = realpathSync(file)
+    } catch {
+      if (!isFileLoadingAllowed(config, file)) return 403
+      return isLoader(file) ? 404 : undefined
+    }
+    if (!isFileLoadingAllowed(config, real)) return 403
+    if (!isLoader(file) && !isLoader(real)) return undefined
+    if (!isLoader(real)) return 403
+    try {
+      checkQuery(url, target.query)
+    } catch {
+      return 403
+    }
+    return undefined
+  }
+
+  return {
+    name: 'vmd',
+    enforce: 'pre',
+
+    configResolved(resolved) {
+      config = resolved
+      isLoader = createFilter(include, null, { resolve: config.root })
+    },
+
+    // Build: start the daemon while Vite resolves the entry graph.
+    buildStart() {
+      if (config.command === 'build') getDaemon().start().catch(() => undefined)
+    },
+
+    configureServer(devServer) {
+      server = devServer
+      // Start the daemon while Vite finishes starting; a failure surfaces on the first load.
+      getDaemon().start().catch(() => undefined)
+      devServer.middlewares.use((req, res, next) => {
+        const url = req.url
+        if (!url || !mentionsPython(url)) return next()
+        const status = guard(url)
+        if (status === undefined) return next()
+        res.statusCode = status
+        res.setHeader('Content-Type', 'text/plain; charset=utf-8')
+        res.end(status === 404 ? 'Not Found' : 'Forbidden')
+      })
+    },
+
+    resolveId: {
+      filter: { id: PYTHON_ID },
+      async handler(source, importer, resolveOptions) {
+        if (source.startsWith('\0')) return null
+        const at = source.search(/[?#]/)
+        const path = at === -1 ? source : source.slice(0, at)
+        const resolved = await this.resolve(path, importer, { ...resolveOptions, skipSelf: true })
+        if (!resolved || resolved.external) return null
+        const file = normalizePath(resolved.id)
+        if (file.includes('?') || !isLoader(file)) return null
+        // A loader: from here on the id has exactly one spelling, or it is refused.
+        const { query } = parseId(source)
+        if (config.command === 'serve' && !isAllowed(file)) {
+          throw new RefusedIdError(source, 'outside server.fs.allow, in server.fs.deny, or not a loader once symlinks are resolved')
+        }
+        return query ? `${file}?${query}` : file
+      },
+    },
+
+    load: {
+      filter: { id: PYTHON_ID },
+      async handler(id) {
+        if (id.startsWith('\0')) return null
+        const { path } = parseId(id)
+        if (!isLoader(path)) return null
+        if (config.command === 'serve' && !isAllowed(path)) {
+          throw new RefusedIdError(id, 'outside server.fs.allow, in server.fs.deny, or not a loader once symlinks are resolved')
+        }
+        const result = await loadModule(id)
+        if (config.command === 'build') {
+          // `vite build --watch` rebuilds when any of these change; the daemon re-checks them.
+          for (const file of new Set([...result.watchFiles, ...result.dependencies])) this.addWatchFile(file)
+        }
+        // The loader's map is passed through as it came (an object or its JSON text).
+        const map = (result.map ?? null) as SourceMapInput | null
+        return { code: result.code, map, moduleType: 'js' }
+      },
+    },
+
+    // The loader file is in Vite's module graph (it is the modules' `file`), so Vite would
+    // update them on its own when it changes; the daemon's `vmd/changed` does that already.
+    hotUpdate({ modules }) {
+      const others = modules.filter((mod) => !(mod.id && isLoaderId(mod.id)))
+      return others.length === modules.length ? undefined : others
+    },
+
+    async watchChange(file, { event }) {
+      // `vite build --watch`: a rebuild must not be served from the daemon's memory.
+      if (!daemon || config.command !== 'build') return
+      if (event === 'update') await daemon.invalidate({ path: file }).catch(() => undefined)
+      else await Promise.all([...served.keys()].map((id) => daemon?.invalidate({ id }).catch(() => undefined)))
+    },
+
+    async buildEnd(error) {
+      if (error && config.command === 'build' && !this.meta.watchMode) await stop()
+    },
+
+    // Dev: the server is closing (its plugin context reports watch mode, so check the command).
+    // Build: done, unless `--watch` keeps us for the next rebuild (then `closeWatcher` stops).
+    async closeBundle() {
+      if (config.command === 'serve' || !this.meta.watchMode) await stop()
+    },
+
+    async closeWatcher() {
+      await stop()
+    },
+  }
+
+  function isLoaderId(id: string): boolean {
+    const at = id.indexOf('?')
+    return isLoader(at === -1 ? id : id.slice(0, at))
+  }
+}
+
+export { vmd }
+
+// A code frame of the Python file (Vite's overlay shows it under the file link), then the
+// traceback, which names the loader and every frame in between.
+function toViteError(error: unknown, id: string, command: 'serve' | 'build'): Error {
+  if (!(error instanceof DaemonRequestError) || !error.data) {
+    return error instanceof Error ? error : new Error(String(error))
+  }
+  const { message, file, line, traceback = '', kind = 'error' } = error.data
+  const frame = codeFrame(file, line)
+  // Dev shows loc and frame in the overlay; a build log may show only the message.
+  const text = command === 'build' ? `${file}:${line}: ${message}\n\n${traceback.trimEnd()}` : message
+  const err = new Error(text) as VmdLoaderError
+  err.plugin = 'vmd'
+  err.id = normalizePath(file)
+  err.loc = { file: normalizePath(file), line, column: 1 }
+  err.frame = [frame, traceback.trimEnd()].filter(Boolean).join('\n\n')
+  err.traceback = traceback
+  err.kind = kind
+  err.stack = `Error: ${message}\n    while loading ${id}\n${traceback}`
+  return err
+}
+
+function codeFrame(file: string, line: number): string {
+  let lines: string[]
+  try {
+    lines = readFileSync(file, 'utf8').split(/\r?\n/)
+  } catch {
+    return ''
+  }
+  const start = Math.max(1, line - 2)
+  const end = Math.min(lines.length, line + 2)
+  const width = String(end).length
+  const out: string[] = []
+  for (let n = start; n <= end; n++) {
+    out.push(`${n === line ? '>' : ' '} ${String(n).padStart(width)} | ${lines[n - 1] ?? ''}`)
+  }
+  return out.join('\n')
+}

@@ -1,0 +1,107 @@
+/**
+ * Wire types of the vmd protocol, mirroring `vmd/protocol.py` (documented in `protocol.md`).
+ * Every field the daemon may omit is optional here, so newer daemons stay compatible.
+ */
+
+/** Method and notification names. */
+export const LOAD = 'vmd/load'
+export const RELOAD = 'vmd/reload'
+export const INVALIDATE = 'vmd/invalidate'
+export const CHANGED = 'vmd/changed'
+
+/** JSON-RPC error codes for failures about one module. */
+export const ErrorCodes = {
+  loaderError: -32010,
+  timeout: -32011,
+  crash: -32012,
+  refused: -32020,
+} as const
+
+export type EventType = 'add' | 'change' | 'unlink'
+export type ChangeReason = 'watch' | 'code' | 'reload' | 'invalidate'
+export type ErrorKind = 'error' | 'timeout' | 'crash' | 'refused'
+export type Mode = 'serve' | 'build'
+
+/** JSON as it travels on the wire. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
+
+export interface LoadParams {
+  id: string
+}
+
+export interface ReloadParams {
+  id: string
+  data?: Json
+}
+
+export interface InvalidateParams {
+  id?: string | null
+  path?: string | null
+}
+
+/** Result of `vmd/load` and `vmd/reload`. */
+export interface LoadResult {
+  id: string
+  code: string
+  map?: { [key: string]: Json } | string | null
+  version: number
+  /** Absolute files the loader's `watch` globs match now. */
+  watchFiles: string[]
+  /** Absolute files the output depends on: the loader, its local imports, files it read. */
+  dependencies: string[]
+}
+
+export interface InvalidateResult {
+  ids: string[]
+}
+
+export interface FileEvent {
+  type: EventType
+  path: string
+}
+
+/** `vmd/changed`: a loaded module's output became stale (the daemon is re-running it). */
+export interface ChangedParams {
+  id: string
+  /** The version that is now stale. */
+  version: number
+  reason: ChangeReason
+  events?: FileEvent[]
+}
+
+/** The `data` of a JSON-RPC error about one module. */
+export interface LoaderErrorData {
+  id: string
+  message: string
+  /** Absolute file of the deepest frame in the loader or its project-local imports. */
+  file: string
+  /** 1-based line in `file`. */
+  line: number
+  kind?: ErrorKind
+  traceback?: string
+}
+
+export interface InitializationOptions {
+  mode?: Mode
+  include?: string[]
+  timeoutMs?: number
+  maxWorkers?: number
+  progressDelayMs?: number
+}
+
+export interface InitializeResult {
+  capabilities: { [key: string]: Json }
+  serverInfo?: { name: string; version?: string }
+}
+
+/** True when `value` has the shape of a `LoaderErrorData`. */
+export function isLoaderErrorData(value: unknown): value is LoaderErrorData {
+  if (typeof value !== 'object' || value === null) return false
+  const v = value as Record<string, unknown>
+  return (
+    typeof v.id === 'string' &&
+    typeof v.message === 'string' &&
+    typeof v.file === 'string' &&
+    typeof v.line === 'number'
+  )
+}
