@@ -29,7 +29,10 @@ from vmd.protocol import (
     CHANGED,
     INVALIDATE,
     LOAD,
+    PREVIEW_COMMAND,
+    PREVIEW_SCHEME,
     RELOAD,
+    RELOAD_COMMAND,
     ChangedParams,
     InitializationOptions,
     InvalidateParams,
@@ -48,6 +51,7 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 SERVER_NOT_INITIALIZED = -32002
+INTERNAL_ERROR = -32603
 
 
 class Envelope(msgspec.Struct):
@@ -85,7 +89,7 @@ class VmdServer:
 
     def __init__(self) -> None:
         self.conn = Connection(self.on_messages, self.on_input_closed, self.on_frame_error)
-        self.lsp = PyglsBridge(self.conn.write)
+        self.lsp = PyglsBridge(self.conn.write, self)
         self.service: Service | None = None
         self.options = InitializationOptions()
         self.client = ClientInfo()
@@ -112,7 +116,8 @@ class VmdServer:
         except msgspec.ValidationError as exc:
             self._error(b"null", INVALID_REQUEST, f"invalid JSON-RPC message: {exc}")
             return
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            # msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 in a string
             self._error(b"null", PARSE_ERROR, f"message is not valid JSON: {exc}")
             return
         msg_id = bytes(env.id)
@@ -123,7 +128,9 @@ class VmdServer:
             self._error(msg_id or b"null", INVALID_REQUEST, 'jsonrpc must be "2.0"')
             return
         method = env.method
-        if method is None:
+        if method is None and not msg_id:  # neither a request, a notification nor a response
+            self._error(b"null", INVALID_REQUEST, "message has neither a method nor an id")
+        elif method is None:
             self._response(msg_id, body)
         elif method in _decoders and msg_id:
             self._vmd_request(msg_id, method, env.params)
@@ -177,7 +184,7 @@ class VmdServer:
             return
         try:
             self.client = _initialize.decode(raw if raw else b"{}")
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             self._error(msg_id, INVALID_PARAMS, f"initialize: invalid params: {exc}")
             return
         self.options, warnings = parse_options(self.client.initialization_options)
@@ -187,7 +194,7 @@ class VmdServer:
                             "every module will be refused")
         self.service = Service(roots=roots, options=self.options, notifier=self)
         result = {
-            "capabilities": {"experimental": {"vmd": {"methods": [LOAD, RELOAD, INVALIDATE]}}},
+            "capabilities": _capabilities(self.client.capabilities),
             "serverInfo": {"name": "vmd", "version": __version__},
         }
         self._result(msg_id, _encoder.encode(result))
@@ -222,6 +229,9 @@ class VmdServer:
         except msgspec.DecodeError as exc:
             self._error(msg_id, INVALID_PARAMS, f"{method}: invalid params: {exc}")
             return
+        except UnicodeDecodeError as exc:  # invalid UTF-8 inside a params string
+            self._error(msg_id, PARSE_ERROR, f"{method}: params are not valid UTF-8: {exc}")
+            return
         if method == LOAD:
             cached = service.cached(params.id)
             if cached is not None:
@@ -246,6 +256,10 @@ class VmdServer:
             rec = task.result()
         except VmdError as exc:
             self._error(msg_id, exc.code, str(exc), _encoder.encode(exc.to_data()))
+            return
+        except Exception as exc:  # a bug must still answer the request, not leave it hanging
+            log.exception("internal error answering %s", id)
+            self._error(msg_id, INTERNAL_ERROR, f"internal error: {exc}")
             return
         assert rec.encoded is not None
         self._result(msg_id, rec.encoded)
@@ -293,8 +307,10 @@ class VmdServer:
 
     def changed(self, params: ChangedParams) -> None:
         self.notify(CHANGED, params)
+        self.lsp.changed(params)  # refresh vmd: preview documents
 
     def finished(self, rec: Record) -> None:
+        self.lsp.finished(rec)
         for file in self.diagnostics.update(rec.id, rec.loader, rec.error):
             diags = [
                 {
@@ -318,6 +334,25 @@ class VmdServer:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _capabilities(client: dict[str, Any]) -> dict[str, Any]:
+    """What `initialize` answers: vmd/* plus the editor features of `vmd.editor`.
+
+    pygls never answers `initialize` here, so features registered on it are declared by hand.
+    """
+    caps: dict[str, Any] = {
+        "experimental": {"vmd": {"methods": [LOAD, RELOAD, INVALIDATE]}},
+        "textDocumentSync": {"openClose": True, "change": 2},  # incremental, for hover/lenses
+        "codeLensProvider": {"resolveProvider": False},
+        "executeCommandProvider": {"commands": [PREVIEW_COMMAND, RELOAD_COMMAND]},
+        "hoverProvider": True,
+    }
+    # LSP 3.18: declared only to clients that know it (pygls 2.1 would not advertise it).
+    workspace = client.get("workspace")
+    if isinstance(workspace, dict) and workspace.get("textDocumentContent") is not None:
+        caps["workspace"] = {"textDocumentContent": {"schemes": [PREVIEW_SCHEME]}}
+    return caps
 
 
 def _roots(client: ClientInfo) -> list[str]:

@@ -102,6 +102,11 @@ class Service:
         rec = self.store.get(id)
         if rec is None:
             rec = self.store.add(parse_id(id, self.roots, self.options.include))
+        elif rec.running is not None:
+            # Compare with what the run in flight saw, once it ends (see _still_dirty): the
+            # signatures of the previous run would report its own inputs again, and a code
+            # change would replace the fresh worker a second time.
+            rec.dirty = True
         else:
             self.recheck(rec)
         if not rec.fresh or rec.running is not None:
@@ -280,7 +285,10 @@ class Service:
                 del rec.pending[path]
         if rec.pending:
             return True
-        return bool(self.store.changed_paths(rec, globs.signature))
+        changed = self.store.changed_paths(rec, globs.signature)
+        if any(rec.is_code(path) for path in changed):
+            self._bump(rec.loader)  # not reported by the watcher yet: the rerun needs new code
+        return bool(changed)
 
     async def _run_once(self, rec: Record) -> None:
         events: list[tuple[str, str]] = [

@@ -421,7 +421,7 @@ async def test_import_error_still_reports_deps_captured_so_far(workers: Workers)
     assert done.error.message.startswith("JSONDecodeError")
     assert (done.error.file, done.error.line) == (helper, 2)
     assert list(done.code_deps) == [loader, helper]
-    assert list(done.data_deps) == [str(workers.root / "config.json")]
+    assert list(done.instance_deps) == [str(workers.root / "config.json")]
 
 
 async def test_a_loader_that_failed_to_import_is_imported_again_on_the_next_run(
@@ -439,7 +439,7 @@ async def test_a_loader_that_failed_to_import_is_imported_again_on_the_next_run(
     assert not first.ok and first.error is not None
     assert first.error.message.startswith("FileNotFoundError")
     assert (first.error.file, first.error.line) == (loader, 2)
-    assert first.data_deps == {str(workers.root / "config.txt"): None}
+    assert first.instance_deps == {str(workers.root / "config.txt"): None}
     workers.write("config.txt", "configured")
     assert (await workers.run(loader)).code == "configured"
 

@@ -1,0 +1,196 @@
+"""LSP lifecycle: the daemon starts, refuses early requests, and always exits without leaving a
+process behind, however its client goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from harness import (
+    ENV,
+    Daemon,
+    Project,
+    StartDaemon,
+    alive,
+    children,
+    eventually,
+    exported,
+    initialize_params,
+)
+
+# Spawns a grandchild in the worker's process group and reports the worker's and its pids.
+SPAWNING = """
+import os, subprocess, vmd
+
+def load(ctx):
+    child = subprocess.Popen(["sleep", "60"])
+    return vmd.json_module([os.getpid(), child.pid])
+"""
+
+
+async def loaded_workers(project: Project, daemon: Daemon) -> set[int]:
+    """Load two loaders (two workers plus the spare) and return every worker pid."""
+    for name in ("a", "b"):
+        loader = project.write(f"src/{name}.vmd.py", "def load(ctx):\n    return ''\n")
+        await daemon.load(loader)
+    pids = daemon.worker_pids()
+    assert len(pids) >= 3, pids  # two assigned workers and the warm spare
+    return pids
+
+
+async def test_shutdown_then_exit_exits_0_and_stops_every_worker(
+    project: Project, daemon: Daemon
+) -> None:
+    pids = await loaded_workers(project, daemon)
+    assert await daemon.shutdown() == 0
+    await eventually(lambda: not any(alive(p) for p in pids))
+
+
+async def test_processes_a_loader_spawned_are_stopped_with_it(
+    project: Project, daemon: Daemon
+) -> None:
+    loader = project.write("src/spawn.vmd.py", SPAWNING)
+    result = await daemon.load(loader)
+    worker, grandchild = exported(result)
+    assert alive(worker) and alive(grandchild)
+    assert await daemon.shutdown() == 0
+    await eventually(lambda: not alive(worker) and not alive(grandchild))
+
+
+async def test_exit_without_shutdown_exits_1(daemon: Daemon) -> None:
+    daemon.notify("exit")
+    assert await daemon.wait_exit() == 1
+
+
+async def test_requests_after_shutdown_are_invalid(project: Project, daemon: Daemon) -> None:
+    loader = project.write("a.vmd.py", "def load(ctx):\n    return ''\n")
+    await daemon.call("shutdown")
+    response = await daemon.exchange("vmd/load", {"id": loader})
+    assert response["error"]["code"] == -32600
+    daemon.notify("exit")
+    assert await daemon.wait_exit() == 0
+
+
+async def test_stdin_eof_exits_and_stops_every_worker(project: Project, daemon: Daemon) -> None:
+    pids = await loaded_workers(project, daemon)
+    assert daemon.proc.stdin is not None
+    daemon.proc.stdin.close()
+    assert await daemon.wait_exit() == 1  # gone without shutdown: LSP's exit code 1
+    await eventually(lambda: not any(alive(p) for p in pids))
+
+
+async def test_sigterm_exits_and_stops_every_worker(project: Project, daemon: Daemon) -> None:
+    pids = await loaded_workers(project, daemon)
+    daemon.proc.terminate()
+    await daemon.wait_exit()
+    await eventually(lambda: not any(alive(p) for p in pids))
+
+
+async def test_daemon_exits_when_the_client_process_dies(project: Project) -> None:
+    # The client is an intermediate process whose child is the daemon. The daemon's pipes are
+    # inherited from this test, which keeps them open: only the processId watch can notice.
+    launcher = await asyncio.create_subprocess_exec(
+        sys.executable, "-c",
+        "import subprocess, sys; subprocess.run([sys.executable, '-m', 'vmd', 'serve'])",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=ENV,
+        start_new_session=True,
+    )
+    daemon = Daemon(launcher)
+    try:
+        await daemon.call("initialize", initialize_params(project.root, process_id=launcher.pid))
+        daemon.notify("initialized", {})
+        await eventually(lambda: len(children(launcher.pid)) == 1)
+        (daemon_pid,) = children(launcher.pid)
+        loader = project.write("a.vmd.py", "def load(ctx):\n    return ''\n")
+        await daemon.load(loader)
+        workers = children(daemon_pid)
+        assert workers
+        launcher.kill()
+        await launcher.wait()
+        # processId is checked every second; stdin stays open, so nothing else can tell it.
+        await eventually(lambda: not alive(daemon_pid), timeout=3)
+        await asyncio.wait_for(daemon.eof.wait(), 3)
+        await eventually(lambda: not any(alive(p) for p in workers))
+    finally:
+        for pid in children(launcher.pid):
+            os.kill(pid, signal.SIGKILL)
+        await daemon.close()
+
+
+async def test_workers_die_when_the_daemon_is_killed(project: Project, daemon: Daemon) -> None:
+    pids = await loaded_workers(project, daemon)
+    daemon.proc.kill()
+    await daemon.wait_exit()
+    await eventually(lambda: not any(alive(p) for p in pids))
+
+
+async def test_vmd_requests_before_initialize_are_refused_with_32002(
+    project: Project, start_daemon: StartDaemon
+) -> None:
+    daemon = await start_daemon(initialize=False)
+    loader = project.write("a.vmd.py", "def load(ctx):\n    return ''\n")
+    for method, params in (
+        ("vmd/load", {"id": loader}),
+        ("vmd/reload", {"id": loader}),
+        ("vmd/invalidate", {"id": loader}),
+        ("textDocument/hover", {}),
+    ):
+        response = await daemon.exchange(method, params)
+        assert response["error"]["code"] == -32002, (method, response)
+    # ...and the daemon still initializes normally afterwards.
+    await daemon.call("initialize", initialize_params(project.root))
+    daemon.notify("initialized", {})
+    assert (await daemon.load(loader))["version"] == 1
+
+
+async def test_initialize_reports_the_vmd_methods(start_daemon: StartDaemon) -> None:
+    daemon = await start_daemon(initialize=False)
+    result = await daemon.call("initialize", initialize_params(Path("/")))
+    assert result["serverInfo"]["name"] == "vmd"
+    assert set(result["capabilities"]["experimental"]["vmd"]["methods"]) >= {
+        "vmd/load", "vmd/reload", "vmd/invalidate",
+    }
+
+
+async def test_a_second_initialize_is_refused(project: Project, daemon: Daemon) -> None:
+    response = await daemon.exchange("initialize", initialize_params(project.root))
+    assert response["error"]["code"] == -32600
+
+
+SLEEPER = "import os, time\n\ndef load(ctx):\n    time.sleep(60)\n    return ''\n"
+
+
+async def test_stdin_eof_during_a_long_run_exits_promptly_and_kills_the_run(
+    project: Project, daemon: Daemon
+) -> None:
+    loader = project.write("src/slow.vmd.py", SLEEPER)
+    pending = asyncio.ensure_future(daemon.exchange("vmd/load", {"id": loader}, timeout=30))
+    await eventually(lambda: len(daemon.worker_pids()) >= 2)  # the run's worker + the spare
+    pids = daemon.worker_pids()
+    await asyncio.sleep(0.1)
+    assert daemon.proc.stdin is not None
+    daemon.proc.stdin.close()
+    await daemon.wait_exit(timeout=5)
+    await eventually(lambda: not any(alive(p) for p in pids))
+    pending.cancel()
+
+
+async def test_shutdown_during_a_long_run_answers_both_and_exits_0(
+    project: Project, daemon: Daemon
+) -> None:
+    loader = project.write("src/slow.vmd.py", SLEEPER)
+    pending = asyncio.ensure_future(daemon.exchange("vmd/load", {"id": loader}, timeout=30))
+    await eventually(lambda: len(daemon.worker_pids()) >= 2)
+    await asyncio.sleep(0.1)
+    pids = daemon.worker_pids()
+    assert await asyncio.wait_for(daemon.call("shutdown"), 5) is None
+    response = await asyncio.wait_for(pending, 5)
+    assert "error" in response  # the run was stopped, and said so
+    daemon.notify("exit")
+    assert await daemon.wait_exit() == 0
+    await eventually(lambda: not any(alive(p) for p in pids))

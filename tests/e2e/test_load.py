@@ -1,0 +1,254 @@
+"""vmd/load, vmd/reload, vmd/invalidate and ctx.reload against a real daemon."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from harness import Daemon, Project, StartDaemon, exported
+
+# Appends one line per run to a file outside anything the loader watches or reads (it only
+# writes it), so the number of lines counts real runs of the loader.
+COUNTING = """
+import os, vmd
+
+def load(ctx):
+    with open(os.environ.get("VMD_TEST_COUNTER", "") or {counter!r}, "a") as f:
+        f.write("run\\n")
+    return vmd.json_module({{"query": ctx.query, "data": ctx.data, "mode": ctx.mode}})
+"""
+
+
+def counting_loader(project: Project, rel: str = "src/count.vmd.py") -> tuple[str, Path]:
+    counter = project.root.parent / f"runs-{Path(rel).name}.txt"
+    return project.write(rel, COUNTING.format(counter=str(counter))), counter
+
+
+def runs(counter: Path) -> int:
+    return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+
+async def test_string_result_is_served_with_version_1_and_null_map(
+    project: Project, daemon: Daemon
+) -> None:
+    loader = project.write("a.vmd.py", "def load(ctx):\n    return 'export default 42;'\n")
+    result = await daemon.load(loader)
+    assert result["id"] == loader
+    assert result["code"] == "export default 42;"
+    assert result["map"] is None
+    assert result["version"] == 1
+
+
+async def test_code_and_map_result_is_served_as_given(project: Project, daemon: Daemon) -> None:
+    loader = project.write(
+        "a.vmd.py",
+        """
+        def load(ctx):
+            return {"code": "export default 1;", "map": {"version": 3, "mappings": ""}}
+        """,
+    )
+    result = await daemon.load(loader)
+    assert result["code"] == "export default 1;"
+    assert result["map"] == {"version": 3, "mappings": ""}
+
+
+async def test_second_load_is_served_from_memory_without_rerunning(
+    project: Project, daemon: Daemon
+) -> None:
+    loader, counter = counting_loader(project)
+    first = await daemon.load(loader)
+    again = await daemon.load(loader)
+    third = await daemon.load(loader)
+    assert first["version"] == again["version"] == third["version"] == 1
+    assert again["code"] == first["code"]
+    assert runs(counter) == 1
+
+
+async def test_query_string_reaches_ctx_query(project: Project, daemon: Daemon) -> None:
+    loader, _ = counting_loader(project)
+    result = await daemon.load(loader + "?type=admin&page=2")
+    assert exported(result)["query"] == {"type": "admin", "page": "2"}
+
+
+async def test_async_load_function_is_awaited(project: Project, daemon: Daemon) -> None:
+    loader = project.write(
+        "a.vmd.py",
+        """
+        import asyncio, vmd
+
+        async def load(ctx):
+            await asyncio.sleep(0.01)
+            return vmd.json_module("awaited")
+        """,
+    )
+    assert exported(await daemon.load(loader)) == "awaited"
+
+
+async def test_results_are_keyed_by_the_exact_id_string(
+    project: Project, daemon: Daemon
+) -> None:
+    loader, counter = counting_loader(project)
+    a = await daemon.load(loader + "?a=1&b=2")
+    b = await daemon.load(loader + "?b=2&a=1")
+    plain = await daemon.load(loader)
+    assert (a["id"], b["id"], plain["id"]) == (loader + "?a=1&b=2", loader + "?b=2&a=1", loader)
+    assert a["version"] == b["version"] == plain["version"] == 1
+    assert runs(counter) == 3  # two spellings of one query are two modules
+
+
+async def test_watch_files_and_dependencies_are_absolute(
+    project: Project, daemon: Daemon
+) -> None:
+    project.write("src/data/a.txt", "A")
+    project.write("src/data/b.txt", "B")
+    project.write("src/data/skip.csv", "no")
+    helper = project.write("src/helpers.py", "def shout(s):\n    return s.upper()\n")
+    read = project.write("content/extra.json", "{}")
+    loader = project.write(
+        "src/a.vmd.py",
+        """
+        import vmd
+        from helpers import shout
+
+        watch = ["data/*.txt"]
+
+        def load(ctx):
+            open(ctx.path.parent.parent / "content" / "extra.json").read()
+            return vmd.json_module([shout(f) for f in ctx.watched_files])
+        """,
+    )
+    result = await daemon.load(loader)
+    assert exported(result) == ["DATA/A.TXT", "DATA/B.TXT"]
+    assert result["watchFiles"] == [project.path("src/data/a.txt"), project.path("src/data/b.txt")]
+    assert {loader, helper, read} <= set(result["dependencies"])
+    assert all(Path(p).is_absolute() for p in result["dependencies"])
+
+
+async def test_ctx_mode_is_serve_by_default(project: Project, daemon: Daemon) -> None:
+    loader, _ = counting_loader(project)
+    assert exported(await daemon.load(loader))["mode"] == "serve"
+
+
+async def test_ctx_mode_is_build_in_build_mode(
+    project: Project, start_daemon: StartDaemon
+) -> None:
+    daemon = await start_daemon(options={"mode": "build"})
+    loader, _ = counting_loader(project)
+    assert exported(await daemon.load(loader))["mode"] == "build"
+
+
+async def test_reload_passes_data_and_bumps_the_version(
+    project: Project, daemon: Daemon
+) -> None:
+    loader, counter = counting_loader(project)
+    first = await daemon.load(loader)
+    result = await daemon.reload(loader, {"page": 2, "tags": ["x"]})
+    assert result["version"] == first["version"] + 1
+    assert exported(result)["data"] == {"page": 2, "tags": ["x"]}
+    assert runs(counter) == 2
+    # the reloaded output is what later loads serve
+    assert await daemon.load(loader) == result
+
+
+async def test_reload_notifies_changed_with_reason_reload(
+    project: Project, daemon: Daemon
+) -> None:
+    loader, _ = counting_loader(project)
+    first = await daemon.load(loader)
+    mark = daemon.mark()
+    await daemon.reload(loader, 1)
+    change = await daemon.changed(loader, since=mark)
+    assert (change["reason"], change["version"]) == ("reload", first["version"])
+
+
+async def test_invalidate_by_id_returns_it_notifies_and_next_load_reruns(
+    project: Project, daemon: Daemon
+) -> None:
+    loader, counter = counting_loader(project)
+    other, _ = counting_loader(project, "src/other.vmd.py")
+    first = await daemon.load(loader)
+    await daemon.load(other)
+    mark = daemon.mark()
+    assert await daemon.invalidate(id=loader) == [loader]
+    change = await daemon.changed(loader, since=mark)
+    assert (change["reason"], change["version"]) == ("invalidate", first["version"])
+    again = await daemon.load(loader)
+    assert again["version"] == first["version"] + 1
+    assert runs(counter) == 2
+    assert not [c for c in daemon.notifications("vmd/changed", since=mark) if c["id"] == other]
+
+
+async def test_invalidate_by_path_drops_every_module_depending_on_it(
+    project: Project, daemon: Daemon
+) -> None:
+    data = project.write("src/data/a.txt", "one")
+    loader = project.write(
+        "src/a.vmd.py",
+        """
+        import vmd
+        watch = ["data/*.txt"]
+        def load(ctx):
+            return vmd.json_module(ctx.query)
+        """,
+    )
+    unrelated, _ = counting_loader(project)
+    await daemon.load(loader)
+    await daemon.load(loader + "?x=1")
+    await daemon.load(unrelated)
+    mark = daemon.mark()
+    ids = await daemon.invalidate(path=data)
+    assert sorted(ids) == sorted([loader, loader + "?x=1"])
+    for id in ids:
+        assert (await daemon.changed(id, since=mark))["reason"] == "invalidate"
+    assert (await daemon.load(loader + "?x=1"))["version"] == 2
+    assert (await daemon.load(unrelated))["version"] == 1
+
+
+async def test_invalidate_of_an_unknown_id_returns_nothing(
+    project: Project, daemon: Daemon
+) -> None:
+    assert await daemon.invalidate(id=project.path("never-loaded.vmd.py")) == []
+
+
+async def test_ctx_reload_from_a_setup_thread_reruns_the_module_with_its_data(
+    project: Project, daemon: Daemon
+) -> None:
+    trigger = project.root.parent / "trigger"
+    loader = project.write(
+        "src/feed.vmd.py",
+        f"""
+        import os, threading, time, vmd
+
+        def setup(ctx):
+            stop = threading.Event()
+            def poll():
+                while not stop.is_set():
+                    if os.path.exists({str(trigger)!r}):
+                        os.remove({str(trigger)!r})
+                        ctx.reload({{"pushed": True}})
+                    time.sleep(0.01)
+            threading.Thread(target=poll, daemon=True).start()
+            return stop.set
+
+        def load(ctx):
+            return vmd.json_module(ctx.data)
+        """,
+    )
+    first = await daemon.load(loader)
+    assert exported(first) is None
+    mark = daemon.mark()
+    trigger.write_text("go")
+    change = await daemon.changed(loader, since=mark)
+    assert (change["reason"], change["version"]) == ("reload", 1)
+    result = await daemon.load(loader)
+    assert result["version"] == 2
+    assert exported(result) == {"pushed": True}
+
+
+async def test_concurrent_loads_of_a_new_module_share_one_run(
+    project: Project, daemon: Daemon
+) -> None:
+    loader, counter = counting_loader(project)
+    results = await asyncio.gather(*(daemon.load(loader) for _ in range(10)))
+    assert {r["version"] for r in results} == {1}
+    assert runs(counter) == 1

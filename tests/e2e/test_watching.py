@@ -1,0 +1,359 @@
+"""File watching: what a change on disk does to loaded modules, over a real daemon."""
+
+from __future__ import annotations
+
+import os
+
+from harness import Daemon, Project, StartDaemon, exported
+
+# Reports the watched files' contents and the events that triggered the run.
+TEXTS = """
+import vmd
+
+watch = [{glob!r}]
+
+def load(ctx):
+    folder = ctx.path.parent
+    return vmd.json_module({{
+        "texts": {{name: (folder / name).read_text() for name in ctx.watched_files}},
+        "events": sorted([e.type, e.path] for e in ctx.events),
+    }})
+"""
+
+
+def texts_loader(project: Project, glob: str = "data/*.txt") -> str:
+    return project.write("src/texts.vmd.py", TEXTS.format(glob=glob))
+
+
+async def test_editing_a_watched_file_notifies_and_the_next_load_is_fresh(
+    project: Project, daemon: Daemon
+) -> None:
+    data = project.write("src/data/a.txt", "one")
+    loader = texts_loader(project)
+    first = await daemon.load(loader)
+    assert exported(first) == {"texts": {"data/a.txt": "one"}, "events": []}
+    mark = daemon.mark()
+    project.write("src/data/a.txt", "two")
+    change = await daemon.changed(loader, since=mark)
+    assert change["reason"] == "watch"
+    assert change["version"] == first["version"]
+    assert change["events"] == [{"type": "change", "path": data}]
+    result = await daemon.load(loader)
+    assert result["version"] > first["version"]
+    assert exported(result) == {
+        "texts": {"data/a.txt": "two"},
+        "events": [["change", "data/a.txt"]],
+    }
+
+
+async def test_adding_a_file_that_matches_the_glob_reports_add(
+    project: Project, daemon: Daemon
+) -> None:
+    project.write("src/data/a.txt", "one")
+    loader = texts_loader(project)
+    await daemon.load(loader)
+    mark = daemon.mark()
+    added = project.write("src/data/b.txt", "bee")
+    change = await daemon.changed(loader, since=mark)
+    assert {"type": "add", "path": added} in change["events"]
+    result = exported(await daemon.load(loader))
+    assert result["texts"] == {"data/a.txt": "one", "data/b.txt": "bee"}
+    assert ["add", "data/b.txt"] in result["events"]
+
+
+async def test_adding_a_file_the_glob_does_not_match_changes_nothing(
+    project: Project, daemon: Daemon
+) -> None:
+    project.write("src/data/a.txt", "one")
+    loader = texts_loader(project)
+    first = await daemon.load(loader)
+    mark = daemon.mark()
+    project.write("src/data/notes.md", "ignored")
+    project.write("src/data/a.txt", "two")  # a real change afterwards, to wait on
+    change = await daemon.changed(loader, since=mark)
+    assert [e["path"] for e in change["events"]] == [project.path("src/data/a.txt")]
+    assert exported(await daemon.load(loader))["texts"] == {"data/a.txt": "two"}
+    assert (await daemon.load(loader))["version"] == first["version"] + 1
+
+
+async def test_deleting_a_watched_file_reports_unlink(project: Project, daemon: Daemon) -> None:
+    project.write("src/data/a.txt", "one")
+    gone = project.write("src/data/b.txt", "two")
+    loader = texts_loader(project)
+    await daemon.load(loader)
+    mark = daemon.mark()
+    os.remove(gone)
+    change = await daemon.changed(loader, since=mark)
+    assert change["events"] == [{"type": "unlink", "path": gone}]
+    result = await daemon.load(loader)
+    assert exported(result)["texts"] == {"data/a.txt": "one"}
+    assert exported(result)["events"] == [["unlink", "data/b.txt"]]
+    assert result["watchFiles"] == [project.path("src/data/a.txt")]
+
+
+async def test_atomic_save_serves_the_new_content(project: Project, daemon: Daemon) -> None:
+    data = project.write("src/data/a.txt", "one")
+    loader = texts_loader(project)
+    await daemon.load(loader)
+    mark = daemon.mark()
+    project.write_atomic("src/data/a.txt", "saved atomically")
+    change = await daemon.changed(loader, since=mark)
+    assert change["events"] == [{"type": "change", "path": data}]
+    result = exported(await daemon.load(loader))
+    assert result["texts"] == {"data/a.txt": "saved atomically"}
+
+
+async def test_editing_the_loader_reports_code_and_runs_the_new_code(
+    project: Project, daemon: Daemon
+) -> None:
+    loader = project.write("src/a.vmd.py", "def load(ctx):\n    return 'export default 1;'\n")
+    first = await daemon.load(loader)
+    mark = daemon.mark()
+    project.write("src/a.vmd.py", "def load(ctx):\n    return 'export default 2;'\n")
+    change = await daemon.changed(loader, since=mark)
+    assert change["reason"] == "code"
+    result = await daemon.load(loader)
+    assert result["code"] == "export default 2;"
+    assert result["version"] > first["version"]
+
+
+async def test_same_size_same_mtime_edit_of_a_helper_runs_the_new_code(
+    project: Project, daemon: Daemon
+) -> None:
+    helper = project.write("src/helpers.py", "VALUE = 1\n")
+    loader = project.write(
+        "src/a.vmd.py",
+        """
+        import vmd
+        from helpers import VALUE
+
+        def load(ctx):
+            return vmd.json_module(VALUE)
+        """,
+    )
+    assert exported(await daemon.load(loader)) == 1
+    before = os.stat(helper)
+    mark = daemon.mark()
+    project.write("src/helpers.py", "VALUE = 2\n")
+    # Same size and the very same mtime: only a content-blind cache (a .pyc) would miss it.
+    os.utime(helper, ns=(before.st_atime_ns, before.st_mtime_ns))
+    change = await daemon.changed(loader, since=mark)
+    assert change["reason"] == "code"
+    assert exported(await daemon.load(loader)) == 2
+
+
+async def test_missing_helper_module_recovers_once_it_is_created(
+    project: Project, daemon: Daemon
+) -> None:
+    loader = project.write(
+        "src/a.vmd.py",
+        """
+        import vmd
+        from later import VALUE
+
+        def load(ctx):
+            return vmd.json_module(VALUE)
+        """,
+    )
+    error = await daemon.load_error(loader)
+    assert "ModuleNotFoundError" in error.data["message"]
+    mark = daemon.mark()
+    project.write("src/later.py", "VALUE = 'here now'\n")
+    await daemon.changed(loader, since=mark)
+    assert exported(await daemon.load(loader)) == "here now"
+
+
+async def test_load_right_after_a_write_is_never_stale(project: Project, daemon: Daemon) -> None:
+    project.write("src/data/a.txt", "v000")
+    loader = texts_loader(project)
+    await daemon.load(loader)
+    for i in range(1, 21):
+        text = f"v{i:03d}"  # same size every time: only the stat re-check can tell
+        project.write("src/data/a.txt", text)
+        result = await daemon.load(loader)
+        assert exported(result)["texts"] == {"data/a.txt": text}, f"stale at write {i}"
+
+
+async def test_a_burst_of_writes_is_coalesced_and_ends_on_the_final_files(
+    project: Project, daemon: Daemon
+) -> None:
+    for n in range(20):
+        project.write(f"src/data/f{n:02d}.txt", "0")
+    loader = texts_loader(project)
+    first = await daemon.load(loader)
+    mark = daemon.mark()
+    for round in range(1, 11):
+        for n in range(20):
+            (project.root / f"src/data/f{n:02d}.txt").write_text(str(round))
+    await daemon.changed(loader, since=mark)
+    result = await daemon.load(loader)
+    assert set(exported(result)["texts"].values()) == {"10"}
+    # Coalescing: far fewer runs than the 200 writes (each run bumps the version once). The
+    # bound is loose because a slow machine spreads the writes over several watcher batches.
+    assert result["version"] - first["version"] < 50
+    changes = [c for c in daemon.notifications("vmd/changed", since=mark) if c["id"] == loader]
+    assert 1 <= len(changes) < 50
+
+
+async def test_explicitly_watched_files_under_node_modules_are_noticed(
+    project: Project, daemon: Daemon
+) -> None:
+    data = project.write("node_modules/pkg/data.txt", "one")
+    loader = project.write(
+        "src/a.vmd.py",
+        """
+        import vmd
+
+        watch = ["../node_modules/pkg/*.txt"]
+
+        def load(ctx):
+            return vmd.json_module((ctx.path.parent / ctx.watched_files[0]).read_text())
+        """,
+    )
+    assert exported(await daemon.load(loader)) == "one"
+    mark = daemon.mark()
+    project.write("node_modules/pkg/data.txt", "two")
+    change = await daemon.changed(loader, since=mark)
+    assert change["events"] == [{"type": "change", "path": data}]
+    assert exported(await daemon.load(loader)) == "two"
+
+
+async def test_build_mode_sends_no_changed_but_loads_stay_fresh(
+    project: Project, start_daemon: StartDaemon
+) -> None:
+    daemon = await start_daemon(options={"mode": "build"})
+    project.write("src/data/a.txt", "one")
+    loader = texts_loader(project)
+    first = await daemon.load(loader)
+    mark = daemon.mark()
+    project.write("src/data/a.txt", "two")
+    result = await daemon.load(loader)  # the stat re-check, not a watcher, sees the edit
+    assert exported(result)["texts"] == {"data/a.txt": "two"}
+    assert result["version"] == first["version"] + 1
+    await daemon.quiet()
+    assert daemon.notifications("vmd/changed", since=mark) == []
+
+
+async def test_editing_a_file_the_loader_read_reruns_it(project: Project, daemon: Daemon) -> None:
+    config = project.write("config.json", '{"title": "one"}')
+    loader = project.write(
+        "src/a.vmd.py",
+        """
+        import json, vmd
+
+        def load(ctx):
+            with open(ctx.path.parent.parent / "config.json") as f:
+                return vmd.json_module(json.load(f)["title"])
+        """,
+    )
+    first = await daemon.load(loader)
+    assert config in first["dependencies"]
+    mark = daemon.mark()
+    project.write("config.json", '{"title": "two"}')
+    change = await daemon.changed(loader, since=mark)
+    assert (change["reason"], change["events"]) == ("watch", [{"type": "change", "path": config}])
+    assert exported(await daemon.load(loader)) == "two"
+
+
+async def test_files_created_in_a_new_subfolder_of_a_recursive_glob_are_added(
+    project: Project, daemon: Daemon
+) -> None:
+    project.write("src/data/a.txt", "one")
+    loader = texts_loader(project, "data/**/*.txt")
+    await daemon.load(loader)
+    mark = daemon.mark()
+    deep = project.write("src/data/new/deeper/b.txt", "bee")  # mkdir -p, then write at once
+    change = await daemon.changed(loader, since=mark)
+    assert change["reason"] == "watch"
+    result = await daemon.load(loader)
+    assert exported(result)["texts"] == {"data/a.txt": "one", "data/new/deeper/b.txt": "bee"}
+    assert deep in result["watchFiles"]
+
+
+async def test_deleting_the_loader_refuses_it_and_recreating_it_recovers(
+    project: Project, daemon: Daemon
+) -> None:
+    loader = project.write("src/a.vmd.py", "def load(ctx):\n    return 'export default 1;'\n")
+    await daemon.load(loader)
+    mark = daemon.mark()
+    os.remove(loader)
+    change = await daemon.changed(loader, since=mark)
+    assert change["reason"] == "code"
+    error = await daemon.load_error(loader)
+    assert error.data["kind"] == "refused"
+    project.write("src/a.vmd.py", "def load(ctx):\n    return 'export default 2;'\n")
+    assert (await daemon.load(loader))["code"] == "export default 2;"
+
+
+async def test_a_module_failing_on_bad_input_recovers_when_the_input_is_fixed(
+    project: Project, daemon: Daemon
+) -> None:
+    project.write("src/data/users.json", "{not json")
+    loader = project.write(
+        "src/a.vmd.py",
+        """
+        import json, vmd
+
+        watch = ["data/users.json"]
+
+        def load(ctx):
+            return vmd.json_module(json.loads((ctx.path.parent / "data/users.json").read_text()))
+        """,
+    )
+    error = await daemon.load_error(loader)
+    assert error.data["message"].startswith("JSONDecodeError")
+    mark = daemon.mark()
+    project.write("src/data/users.json", '["ada"]')
+    await daemon.changed(loader, since=mark)
+    assert exported(await daemon.load(loader)) == ["ada"]
+
+
+async def test_data_changes_keep_the_loader_instance_and_code_changes_replace_it(
+    project: Project, daemon: Daemon
+) -> None:
+    cleaned = project.root.parent / "cleaned"
+    project.write("src/data/a.txt", "one")
+    source = f"""
+        import os, vmd
+
+        watch = ["data/*.txt"]
+        setups = 0
+
+        def setup(ctx):
+            global setups
+            setups += 1
+            return lambda: open({str(cleaned)!r}, "a").write(str(os.getpid()) + "\\n")
+
+        def load(ctx):
+            return vmd.json_module({{"pid": os.getpid(), "setups": setups, "rev": 1}})
+        """
+    loader = project.write("src/a.vmd.py", source)
+    first = exported(await daemon.load(loader))
+    mark = daemon.mark()
+    project.write("src/data/a.txt", "two")
+    await daemon.changed(loader, since=mark)
+    second = exported(await daemon.load(loader))
+    assert second == first  # same process, setup not re-run: imports are not paid again
+    assert not cleaned.exists()
+    mark = daemon.mark()
+    project.write("src/a.vmd.py", source.replace('"rev": 1', '"rev": 2'))
+    await daemon.changed(loader, since=mark)
+    third = exported(await daemon.load(loader))
+    assert third["rev"] == 2 and third["pid"] != first["pid"] and third["setups"] == 1
+    # the replaced instance's cleanup ran, in the old process
+    assert cleaned.read_text().split() == [str(first["pid"])]
+
+
+async def test_a_code_change_notifies_every_id_of_the_loader(
+    project: Project, daemon: Daemon
+) -> None:
+    loader = project.write("src/a.vmd.py", "def load(ctx):\n    return repr(ctx.query)\n")
+    ids = [loader, loader + "?a=1", loader + "?b=2"]
+    for id in ids:
+        await daemon.load(id)
+    mark = daemon.mark()
+    project.write("src/a.vmd.py", "def load(ctx):\n    return 'v2' + repr(ctx.query)\n")
+    for id in ids:
+        assert (await daemon.changed(id, since=mark))["reason"] == "code"
+    for id in ids:
+        assert (await daemon.load(id))["code"].startswith("v2")
