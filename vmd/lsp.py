@@ -14,7 +14,13 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vmd.editor import EditorFeatures
+    from vmd.protocol import ChangedParams
+    from vmd.server import VmdServer
+    from vmd.store import Record
 
 log = logging.getLogger("vmd.lsp")
 
@@ -39,14 +45,30 @@ class _ReplayFilter:
 
 
 class PyglsBridge:
-    """Queues messages until pygls is imported, then feeds them to it in order."""
+    """Queues messages until pygls is imported, then feeds them to it in order.
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
+    `owner` is the daemon's `VmdServer`: the editor features (`vmd.editor`) registered on the
+    pygls server use its service, and hear about changes through `changed` and `finished`.
+    """
+
+    def __init__(self, write: Callable[[bytes], None], owner: VmdServer | None = None) -> None:
         self._write = write
+        self._owner = owner
         self._initialize: dict[str, Any] | None = None
         self._queue: list[bytes] = []
         self._server: Any = None
+        self._editor: EditorFeatures | None = None
         self._loading = False
+
+    def changed(self, params: ChangedParams) -> None:
+        """A module went stale (after `vmd/changed` was sent): refresh its preview."""
+        if self._editor is not None:
+            self._editor.changed(params)
+
+    def finished(self, rec: Record) -> None:
+        """A module's run ended."""
+        if self._editor is not None:
+            self._editor.finished(rec)
 
     def remember_initialize(self, params: dict[str, Any]) -> None:
         self._initialize = params
@@ -60,11 +82,11 @@ class PyglsBridge:
 
         def load() -> None:
             try:
-                server = _build()
+                server, editor = _build(self._owner)
             except Exception:
                 log.exception("could not start the LSP features")
-                server = None
-            loop.call_soon_threadsafe(self._ready, server)
+                server, editor = None, None
+            loop.call_soon_threadsafe(self._ready, server, editor)
 
         threading.Thread(target=load, name="vmd-pygls-import", daemon=True).start()
 
@@ -76,7 +98,8 @@ class PyglsBridge:
             return
         self._feed(body)
 
-    def _ready(self, server: Any) -> None:
+    def _ready(self, server: Any, editor: EditorFeatures | None = None) -> None:
+        self._editor = editor
         if server is None:
             for body in self._queue:
                 _answer_unavailable(body, self._write)
@@ -103,12 +126,17 @@ class PyglsBridge:
         protocol.handle_message(message)
 
 
-def _build() -> Any:
+def _build(owner: VmdServer | None) -> tuple[Any, EditorFeatures | None]:
     from pygls.lsp.server import LanguageServer
 
     from vmd import __version__
 
-    return LanguageServer("vmd", __version__)
+    server = LanguageServer("vmd", __version__)
+    if owner is None:
+        return server, None
+    from vmd.editor import register
+
+    return server, register(server, owner)
 
 
 def _answer_unavailable(

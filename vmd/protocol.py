@@ -92,6 +92,30 @@ class LoaderErrorData(Message, kw_only=True):
     traceback: str = ""
 
 
+# Editor commands (`workspace/executeCommand`), run by the daemon; see vmd/editor.py.
+PREVIEW_COMMAND = "vmd.preview"
+RELOAD_COMMAND = "vmd.reload"
+PREVIEW_SCHEME = "vmd"
+
+
+class PreviewResult(Message, kw_only=True):
+    """Result of the `vmd.preview` command: the module's `vmd:` document and its current text."""
+
+    id: str
+    uri: str
+    code: str | None = None
+    version: int | None = None
+    error: LoaderErrorData | None = None
+    text: str
+
+
+class ReloadCommandResult(Message, kw_only=True):
+    """Result of the `vmd.reload` command: the ids re-run, and the errors of those that failed."""
+
+    ids: list[str]
+    errors: list[LoaderErrorData] = []
+
+
 class InitializationOptions(Message, kw_only=True):
     """`initializationOptions` of `initialize`; every field is optional."""
 
@@ -113,4 +137,6 @@ DOCUMENTED: dict[str, type[Message]] = {
     "FileEvent": FileEvent,
     "LoaderErrorData": LoaderErrorData,
     "InitializationOptions": InitializationOptions,
+    "PreviewResult": PreviewResult,
+    "ReloadCommandResult": ReloadCommandResult,
 }

@@ -1,0 +1,19 @@
+-- vmd as a language server, for Neovim 0.11+ (`vim.lsp.config` / `vim.lsp.enable('vmd')`).
+-- Older Neovim (0.7-0.10): `require('vmd').setup()` starts the same config itself.
+-- The handler and commands forward to the plugin so previews stay live; see `:h vmd`.
+return {
+  cmd = { 'python3', '-m', 'vmd', 'serve' },
+  filetypes = { 'python' },
+  root_markers = { 'pyproject.toml', 'package.json', '.git' },
+  init_options = { include = { '**/*.vmd.py' }, timeoutMs = 30000 },
+  handlers = {
+    ['vmd/changed'] = function(err, result, ctx, config)
+      return require('vmd').on_changed(err, result, ctx, config)
+    end,
+  },
+  commands = {
+    ['vmd.preview'] = function(command, ctx)
+      return require('vmd').lens_preview(command, ctx)
+    end,
+  },
+}

@@ -1,0 +1,145 @@
+/** Starting, stopping and restarting `python -m vmd serve` as a language server. */
+import { execFile } from 'node:child_process';
+import * as vscode from 'vscode';
+import {
+  LanguageClient,
+  type LanguageClientOptions,
+  type ServerOptions,
+} from 'vscode-languageclient/node';
+import { retargetLenses } from './preview';
+import { getSettings, initializationOptions, type Settings } from './settings';
+
+/**
+ * Why `python` cannot run the daemon, in words a user can act on; undefined when it can.
+ * Runs `python -c "import vmd"`, so a missing interpreter and a missing package read apart.
+ */
+export function checkPython(python: string, cwd?: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    execFile(python, ['-c', 'import vmd'], { cwd, timeout: 20000 }, (error, _stdout, stderr) => {
+      if (!error) {
+        resolve(undefined);
+      } else if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        resolve(`Python interpreter "${python}" was not found. Set "vmd.python" to a Python `
+          + 'that has vmd installed.');
+      } else {
+        const why = String(stderr).trim().split('\n').pop() ?? String(error);
+        resolve(`vmd is not installed for ${python} (${why}). Install it with `
+          + `"${python} -m pip install vmd", or set "vmd.python" to another interpreter.`);
+      }
+    });
+  });
+}
+
+/** One daemon for the workspace, restartable; `client` is undefined while it is not running. */
+export class Daemon implements vscode.Disposable {
+  client: LanguageClient | undefined;
+  /** The last start failure shown to the user (for tests and the status). */
+  lastError: string | undefined;
+  private pending: Promise<LanguageClient | undefined> | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private restartWaiters: Array<(client: LanguageClient | undefined) => void> = [];
+
+  constructor(
+    readonly output: vscode.LogOutputChannel,
+    private readonly restartDelayMs = 250,
+  ) {}
+
+  /** Start the daemon unless it runs; resolves to its client, or undefined if it could not. */
+  start(): Promise<LanguageClient | undefined> {
+    if (this.client) return Promise.resolve(this.client);
+    this.pending ??= this.doStart().finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  /** Stop, then start again; calls within `restartDelayMs` of each other restart once. */
+  restart(): Promise<LanguageClient | undefined> {
+    clearTimeout(this.restartTimer);
+    return new Promise((resolve) => {
+      this.restartWaiters.push(resolve);
+      this.restartTimer = setTimeout(() => {
+        const waiters = this.restartWaiters;
+        this.restartWaiters = [];
+        void this.stop().then(() => this.start()).then((client) => {
+          for (const waiter of waiters) waiter(client);
+        });
+      }, this.restartDelayMs);
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.pending;
+    const client = this.client;
+    this.client = undefined;
+    if (client) {
+      try {
+        await client.stop(5000);
+      } catch (error) {
+        this.output.appendLine(`Server: Stop failed: ${String(error)}`);
+      }
+    }
+  }
+
+  dispose(): void {
+    clearTimeout(this.restartTimer);
+    void this.stop();
+  }
+
+  private async doStart(): Promise<LanguageClient | undefined> {
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    const settings = getSettings(folder);
+    const problem = await checkPython(settings.python, folder?.uri.fsPath);
+    if (problem) {
+      this.fail(problem);
+      return undefined;
+    }
+    const client = new LanguageClient('vmd', 'vmd', serverOptions(settings, folder),
+      clientOptions(settings, this.output));
+    try {
+      this.output.appendLine(`Server: starting ${settings.python} -m vmd serve`);
+      await client.start();
+    } catch (error) {
+      this.fail(error instanceof Error ? error.message : String(error));
+      await client.dispose().catch(() => undefined);
+      return undefined;
+    }
+    this.lastError = undefined;
+    this.client = client;
+    return client;
+  }
+
+  private fail(message: string): void {
+    this.lastError = message;
+    this.output.appendLine(`Server: Start failed: ${message}`);
+    void vscode.window.showErrorMessage(`vmd: ${message}`, 'Open Settings', 'Show Output')
+      .then((choice) => {
+        if (choice === 'Open Settings') {
+          void vscode.commands.executeCommand('workbench.action.openSettings', 'vmd.python');
+        } else if (choice === 'Show Output') {
+          this.output.show();
+        }
+      });
+  }
+}
+
+function serverOptions(settings: Settings, folder: vscode.WorkspaceFolder | undefined): ServerOptions {
+  return {
+    command: settings.python,
+    args: ['-m', 'vmd', 'serve'],
+    // No `transport`: with TransportKind.stdio the client would append `--stdio`.
+    options: { cwd: folder?.uri.fsPath },
+  };
+}
+
+function clientOptions(settings: Settings, output: vscode.LogOutputChannel): LanguageClientOptions {
+  return {
+    documentSelector: [{ scheme: 'file', language: 'python', pattern: '**/*.vmd.py' }],
+    // Daemon logs (stderr), loader output and option warnings (window/logMessage) land here.
+    outputChannel: output,
+    initializationOptions: initializationOptions(settings),
+    middleware: {
+      provideCodeLenses: async (document, token, next) => retargetLenses(await next(document, token)),
+    },
+  };
+}
