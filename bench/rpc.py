@@ -83,14 +83,17 @@ class Peer:
                     raise RuntimeError(msg["error"])
                 return msg["result"]
 
+    def _fill(self) -> None:
+        data = os.read(self._out, 1 << 20)
+        if not data:
+            raise EOFError("daemon closed its stdout")
+        bodies, _ = self._framer.feed(data)
+        self._queue.extend(_dec.decode(b) for b in bodies)
+
     def read(self) -> Any:
         """The next message from the daemon; notifications are also kept in `notifications`."""
         while not self._queue:
-            data = os.read(self._out, 1 << 20)
-            if not data:
-                raise EOFError("daemon closed its stdout")
-            bodies, _ = self._framer.feed(data)
-            self._queue.extend(_dec.decode(b) for b in bodies)
+            self._fill()
         msg = self._queue.pop(0)
         if "method" in msg and "id" not in msg:
             self.notifications.append(msg)
@@ -102,11 +105,7 @@ class Peer:
         """Every response available in one read (at least one)."""
         while True:
             if not self._queue:
-                data = os.read(self._out, 1 << 20)
-                if not data:
-                    raise EOFError("daemon closed its stdout")
-                bodies, _ = self._framer.feed(data)
-                self._queue.extend(_dec.decode(b) for b in bodies)
+                self._fill()
             out = [m for m in self._queue if "id" in m and "method" not in m]
             self._queue = [m for m in self._queue if not ("id" in m and "method" not in m)]
             if out:

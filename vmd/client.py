@@ -579,31 +579,9 @@ class Client:
             raise
 
     @classmethod
-    def start(
-        cls,
-        root: str | os.PathLike[str],
-        *,
-        mode: str = "serve",
-        include: list[str] | None = None,
-        timeout_ms: int | None = None,
-        python: str = sys.executable,
-        env: dict[str, str] | None = None,
-        log_level: str | None = None,
-        on_log: LogCallback | None = None,
-        on_diagnostics: DiagnosticsCallback | None = None,
-    ) -> Client:
-        """Same as `Client(...)`, mirroring `AsyncClient.start`."""
-        return cls(
-            root,
-            mode=mode,
-            include=include,
-            timeout_ms=timeout_ms,
-            python=python,
-            env=env,
-            log_level=log_level,
-            on_log=on_log,
-            on_diagnostics=on_diagnostics,
-        )
+    def start(cls, root: str | os.PathLike[str], **options: Any) -> Client:
+        """Same as `Client(root, **options)`, mirroring `AsyncClient.start`."""
+        return cls(root, **options)
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         if self._loop.is_closed():
