@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 import msgspec
 
+# Bumped only for incompatible changes; clients check `capabilities.experimental.vmd`.
+PROTOCOL_VERSION = 1
+
 LOAD = "vmd/load"
 RELOAD = "vmd/reload"
 INVALIDATE = "vmd/invalidate"

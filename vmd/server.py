@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import msgspec
@@ -31,6 +31,7 @@ from vmd.protocol import (
     LOAD,
     PREVIEW_COMMAND,
     PREVIEW_SCHEME,
+    PROTOCOL_VERSION,
     RELOAD,
     RELOAD_COMMAND,
     ChangedParams,
@@ -40,9 +41,11 @@ from vmd.protocol import (
     LoadParams,
     ReloadParams,
 )
-from vmd.service import Service
-from vmd.store import Record
 from vmd.transport import Connection
+
+if TYPE_CHECKING:
+    from vmd.service import Service
+    from vmd.store import Record
 
 log = logging.getLogger("vmd.server")
 
@@ -192,12 +195,17 @@ class VmdServer:
         if not roots:
             warnings.append("initialize gave no rootUri or workspaceFolders; "
                             "every module will be refused")
-        self.service = Service(roots=roots, options=self.options, notifier=self)
         result = {
             "capabilities": _capabilities(self.client.capabilities),
             "serverInfo": {"name": "vmd", "version": __version__},
         }
         self._result(msg_id, _encoder.encode(result))
+        # Answer first, then import the machinery: the client's start-up waits on the answer,
+        # and no other message is read before this callback returns.
+        self.conn.flush()
+        from vmd.service import Service
+
+        self.service = Service(roots=roots, options=self.options, notifier=self)
         for warning in warnings:
             log.warning("%s", warning)
             self.notify("window/logMessage", {"type": 2, "message": f"vmd: {warning}"})
@@ -342,7 +350,9 @@ def _capabilities(client: dict[str, Any]) -> dict[str, Any]:
     pygls never answers `initialize` here, so features registered on it are declared by hand.
     """
     caps: dict[str, Any] = {
-        "experimental": {"vmd": {"methods": [LOAD, RELOAD, INVALIDATE]}},
+        "experimental": {
+            "vmd": {"protocolVersion": PROTOCOL_VERSION, "methods": [LOAD, RELOAD, INVALIDATE]}
+        },
         "textDocumentSync": {"openClose": True, "change": 2},  # incremental, for hover/lenses
         "codeLensProvider": {"resolveProvider": False},
         "executeCommandProvider": {"commands": [PREVIEW_COMMAND, RELOAD_COMMAND]},

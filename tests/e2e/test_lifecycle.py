@@ -21,6 +21,9 @@ from harness import (
     initialize_params,
 )
 
+from vmd import __version__
+from vmd.protocol import PROTOCOL_VERSION
+
 # Spawns a grandchild in the worker's process group and reports the worker's and its pids.
 SPAWNING = """
 import os, subprocess, vmd
@@ -148,10 +151,13 @@ async def test_vmd_requests_before_initialize_are_refused_with_32002(
     assert (await daemon.load(loader))["version"] == 1
 
 
-async def test_initialize_reports_the_vmd_methods(start_daemon: StartDaemon) -> None:
+async def test_initialize_reports_the_protocol_revision_and_the_vmd_methods(
+    start_daemon: StartDaemon,
+) -> None:
     daemon = await start_daemon(initialize=False)
     result = await daemon.call("initialize", initialize_params(Path("/")))
-    assert result["serverInfo"]["name"] == "vmd"
+    assert result["serverInfo"] == {"name": "vmd", "version": __version__}
+    assert result["capabilities"]["experimental"]["vmd"]["protocolVersion"] == PROTOCOL_VERSION
     assert set(result["capabilities"]["experimental"]["vmd"]["methods"]) >= {
         "vmd/load", "vmd/reload", "vmd/invalidate",
     }
