@@ -24,6 +24,7 @@ import {
   CHANGED,
   INVALIDATE,
   LOAD,
+  PROTOCOL_VERSION,
   RELOAD,
   isLoaderErrorData,
 } from './protocol.js'
@@ -283,6 +284,14 @@ export class Daemon {
     if (result.serverInfo?.name !== 'vmd') {
       child.kill('SIGKILL')
       throw new Error(`vmd: "${python} -m vmd serve" is not the vmd daemon (serverInfo ${JSON.stringify(result.serverInfo)})`)
+    }
+    const revision = result.capabilities.experimental?.vmd?.protocolVersion
+    if (revision !== undefined && revision !== PROTOCOL_VERSION) {
+      child.kill('SIGKILL')
+      throw new Error(
+        `vmd: the daemon speaks protocol ${revision}, this vite-plugin-vmd speaks ${PROTOCOL_VERSION}: ` +
+          `install matching versions (\`${python} -m pip install -U vmd\` and \`npm install -D vite-plugin-vmd@latest\`)`,
+      )
     }
     connection.sendNotification('initialized', {}).catch(() => undefined)
     session.ready = true

@@ -89,8 +89,11 @@ export interface InitializationOptions {
   progressDelayMs?: number
 }
 
+/** The protocol revision this client speaks (`PROTOCOL_VERSION` in vmd/protocol.py). */
+export const PROTOCOL_VERSION = 1
+
 export interface InitializeResult {
-  capabilities: { [key: string]: Json }
+  capabilities: { experimental?: { vmd?: { protocolVersion?: number; methods?: string[] } }; [key: string]: unknown }
   serverInfo?: { name: string; version?: string }
 }
 
