@@ -53,16 +53,26 @@ class _Worker:
         self.proc = proc
         self.pid = proc.pid
         self.loader = ""
-        self.lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[int] = loop.create_future()
-        self.pending: tuple[int, asyncio.Future[ipc.Done | _Died]] | None = None
+        # Runs sent and not yet answered, oldest first. Runs are pipelined: the worker queues
+        # them and answers in order, so one loader's many ids (a build) pay no round trip each.
+        self.inflight: dict[int, asyncio.Future[ipc.Done | _Died]] = {}
         self.stack: asyncio.Future[ipc.Stack] | None = None
         self.dead = False  # the protocol pipe closed: the process is gone or going
         self.retired = False  # replaced, evicted or killed: takes no new runs
         self.group_gone = False  # never signal the group again (its pid may be reused)
         self.fault: list[str] | None = None  # faulthandler output seen on stderr
         self.tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.inflight)
+
+    async def idle(self) -> None:
+        """Wait until every run sent so far has been answered (or the worker died)."""
+        while self.inflight:
+            await asyncio.wait(list(self.inflight.values()))
 
     @property
     def usable(self) -> bool:
@@ -152,13 +162,13 @@ class WorkerPool:
         """
         while True:
             worker = await self._worker_for(loader, id)
-            async with worker.lock:
-                if not worker.usable:
-                    continue  # replaced or died while this run waited its turn
-                done = await self._run_on(worker, loader, id, query, events, data)
-                if done is not None:
-                    return done
-                # Found dead before the run reached it: not this run's fault, try a fresh one.
+            if not worker.usable:
+                continue  # replaced or died while this run waited for it
+            done = await self._run_on(worker, loader, id, query, events, data)
+            if done is not None:
+                return done
+            # Found dead before the run reached it: not this run's fault, try a fresh one.
+            if not worker.retired:
                 self._forget(worker)
                 self._in_background(self._reap(worker))
 
@@ -173,7 +183,7 @@ class WorkerPool:
         if worker is None:
             return
         worker.retired = True
-        if worker.lock.locked():
+        if worker.busy:
             self._in_background(self._retire(worker))
         else:
             await self._retire(worker)
@@ -262,7 +272,7 @@ class WorkerPool:
         for loader, worker in list(self._workers.items())[:-1]:
             if excess <= 0:
                 break
-            if worker.lock.locked():
+            if worker.busy:
                 continue
             del self._workers[loader]
             worker.retired = True
@@ -323,8 +333,10 @@ class WorkerPool:
             if not worker.ready.done():  # _spawn reaps it
                 worker.ready.set_exception(RuntimeError("the worker exited during start-up"))
                 worker.ready.exception()  # retrieved: nobody may be waiting any more
-            elif worker.pending is not None and not worker.pending[1].done():
-                worker.pending[1].set_result(_DIED)
+            elif worker.inflight:
+                for future in worker.inflight.values():
+                    if not future.done():
+                        future.set_result(_DIED)
             elif not worker.retired:
                 # Died while idle (a setup thread crashed it, or it was killed): forget it.
                 if self._workers.get(worker.loader) is worker:
@@ -334,9 +346,9 @@ class WorkerPool:
 
     def _dispatch(self, worker: _Worker, msg: ipc.FromWorker) -> None:
         if isinstance(msg, ipc.Done):
-            if worker.pending is not None and worker.pending[0] == msg.seq:
-                if not worker.pending[1].done():
-                    worker.pending[1].set_result(msg)
+            future = worker.inflight.get(msg.seq)
+            if future is not None and not future.done():
+                future.set_result(msg)
         elif isinstance(msg, ipc.ReloadRequest):
             try:
                 self._on_reload(msg.id, msg.data)
@@ -399,18 +411,27 @@ class WorkerPool:
         data: Any,
     ) -> ipc.Done | None:
         self._seq += 1
+        seq = self._seq
         future: asyncio.Future[ipc.Done | _Died] = asyncio.get_running_loop().create_future()
-        worker.pending = (self._seq, future)
+        ahead = list(worker.inflight.values())
+        worker.inflight[seq] = future
         try:
-            run = ipc.Run(seq=self._seq, id=id, query=query, events=events, data=data)
+            run = ipc.Run(seq=seq, id=id, query=query, events=events, data=data)
             if not worker.send(run):
                 return None
+            if ahead:
+                # Queued behind other runs: this run's clock starts when it reaches the front.
+                await asyncio.wait(ahead)
+                if not worker.usable:
+                    return None  # it died, timed out or was retired on an earlier run
             timeout = self._timeout_ms / 1000 if self._timeout_ms > 0 else None
             await asyncio.wait({future}, timeout=timeout)
+            timed_out = not future.done()
         finally:
-            worker.pending = None
-        if not future.done():
-            future.cancel()
+            worker.inflight.pop(seq, None)
+            if not future.done():
+                future.cancel()  # runs queued behind this one stop waiting for it
+        if timed_out:
             raise await self._timed_out(worker, loader, id)
         result = future.result()
         if isinstance(result, _Died):
@@ -481,8 +502,8 @@ class WorkerPool:
         after a short grace; reap."""
         try:
             if after_run:
-                async with worker.lock:
-                    await self._stop(worker)
+                await worker.idle()
+                await self._stop(worker)
             else:
                 await self._stop(worker)
         finally:

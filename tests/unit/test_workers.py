@@ -86,6 +86,70 @@ async def test_concurrent_runs_on_one_worker_are_serialised(workers: Workers) ->
     assert [d.code for d in results] == ["1"] * 5
 
 
+async def test_runs_queued_on_one_worker_each_get_their_own_result_in_order(
+    workers: Workers,
+) -> None:
+    loader = workers.write(
+        "a.vmd.py",
+        """
+        import os
+        seen = []
+        def load(ctx):
+            seen.append(ctx.query["n"])
+            return f"{os.getpid()} {ctx.query['n']} {','.join(seen)}"
+        """,
+    )
+    results = await asyncio.gather(*(workers.run(loader, f"n={i}") for i in range(50)))
+    pids = {d.code.split()[0] for d in results}
+    assert len(pids) == 1  # one worker, runs pipelined to it
+    assert [d.code.split()[1] for d in results] == [str(i) for i in range(50)]
+    assert results[-1].code.split()[2] == ",".join(str(i) for i in range(50))
+
+
+async def test_a_queued_run_gets_the_full_timeout_from_when_it_starts(
+    make_workers: Callable[..., Workers],
+) -> None:
+    harness = make_workers(timeout_ms=1000)
+    loader = harness.write(
+        "a.vmd.py",
+        """
+        import time
+        def load(ctx):
+            time.sleep(0.6)
+            return ctx.query["n"]
+        """,
+    )
+    results = await asyncio.gather(*(harness.run(loader, f"n={i}") for i in range(2)))
+    assert [d.code for d in results] == ["0", "1"]  # 1.2 s in all, each under 1 s
+
+
+async def test_runs_queued_behind_a_run_that_times_out_or_crashes_are_retried_elsewhere(
+    make_workers: Callable[..., Workers],
+) -> None:
+    harness = make_workers(timeout_ms=500)
+    loader = harness.write(
+        "a.vmd.py",
+        """
+        import os
+        def load(ctx):
+            if ctx.query.get("hang"):
+                while True:
+                    pass
+            if ctx.query.get("crash"):
+                os._exit(3)
+            return "ok " + ctx.query["n"]
+        """,
+    )
+    for bad, error in (("hang=1", LoaderTimeout), ("crash=1", LoaderCrashed)):
+        outcomes = await asyncio.gather(
+            harness.run(loader, f"n=0&{bad}"),
+            *(harness.run(loader, f"n={i}") for i in range(1, 4)),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], error)
+        assert [getattr(d, "code", d) for d in outcomes[1:]] == ["ok 1", "ok 2", "ok 3"]
+
+
 async def test_timeout_kills_a_busy_loop_and_the_next_run_gets_a_fresh_worker(
     make_workers: Callable[..., Workers],
 ) -> None:
