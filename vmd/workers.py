@@ -413,15 +413,17 @@ class WorkerPool:
         self._seq += 1
         seq = self._seq
         future: asyncio.Future[ipc.Done | _Died] = asyncio.get_running_loop().create_future()
-        ahead = list(worker.inflight.values())
+        # Answers come in order, and a run that gives up resolves its own future: waiting for
+        # the run just ahead is waiting for all of them (and stays linear in the queue length).
+        ahead = next(reversed(worker.inflight.values()), None)
         worker.inflight[seq] = future
         try:
             run = ipc.Run(seq=seq, id=id, query=query, events=events, data=data)
             if not worker.send(run):
                 return None
-            if ahead:
+            if ahead is not None:
                 # Queued behind other runs: this run's clock starts when it reaches the front.
-                await asyncio.wait(ahead)
+                await asyncio.wait({ahead})
                 if not worker.usable:
                     return None  # it died, timed out or was retired on an earlier run
             timeout = self._timeout_ms / 1000 if self._timeout_ms > 0 else None
