@@ -2,7 +2,7 @@
 
 It spawns `python -m vmd serve` and speaks the same protocol as every other client (LSP base
 protocol over stdio, JSON-RPC 2.0), so scripts, tests and the CLI exercise exactly what the Vite
-adapter and editors do. Transport is kept apart from spawning (`_Connection` only needs a pair
+adapter and editors do. Transport is kept apart from spawning (`Connection` only needs a pair
 of streams); when the daemon dies, every pending request fails with the reason and later calls
 fail fast (esbuild's `afterClose`).
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import itertools
 import logging
 import os
 import signal
@@ -25,7 +24,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from vmd import errors
+from vmd.jsonrpc import Connection, ConnectionClosed, ProtocolError, ResponseError
 from vmd.protocol import (
     CHANGED,
     INVALIDATE,
@@ -34,7 +33,6 @@ from vmd.protocol import (
     ChangedParams,
     InvalidateParams,
     InvalidateResult,
-    LoaderErrorData,
     LoadParams,
     LoadResult,
     ReloadParams,
@@ -51,6 +49,11 @@ __all__ = [
 
 logger = logging.getLogger("vmd.client")
 
+_any_decoder = msgspec.json.Decoder()
+_load_result_decoder = msgspec.json.Decoder(LoadResult)
+_invalidate_result_decoder = msgspec.json.Decoder(InvalidateResult)
+_changed_decoder = msgspec.json.Decoder(ChangedParams)
+
 T = TypeVar("T")
 
 METHOD_NOT_FOUND = -32601
@@ -61,173 +64,6 @@ _GRACE_S = 5.0
 LogCallback = Callable[[dict[str, Any]], None]
 DiagnosticsCallback = Callable[[dict[str, Any]], None]
 NotificationCallback = Callable[[str, Any], None]
-
-
-class ProtocolError(Exception):
-    """A JSON-RPC error response that is not about one module (bad params, unknown method...)."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(f"{message} (JSON-RPC error {code})")
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-class ConnectionClosed(Exception):
-    """The daemon is gone (it exited, or the client was closed); `reason` says which."""
-
-    def __init__(self, reason: str, returncode: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.returncode = returncode
-
-
-class _Error(msgspec.Struct):
-    code: int
-    message: str
-    data: Any = None
-
-
-class _Envelope(msgspec.Struct, omit_defaults=True):
-    """Any JSON-RPC message; `params` / `result` stay raw until we know their type."""
-
-    jsonrpc: str = "2.0"
-    id: int | str | None = None
-    method: str | None = None
-    params: msgspec.Raw = msgspec.Raw(b"null")
-    result: msgspec.Raw = msgspec.Raw(b"null")
-    error: _Error | None = None
-
-
-_encoder = msgspec.json.Encoder()
-_envelope_decoder = msgspec.json.Decoder(_Envelope)
-_any_decoder = msgspec.json.Decoder()
-_load_result_decoder = msgspec.json.Decoder(LoadResult)
-_invalidate_result_decoder = msgspec.json.Decoder(InvalidateResult)
-_changed_decoder = msgspec.json.Decoder(ChangedParams)
-
-
-def _frame(message: dict[str, Any]) -> bytes:
-    body = _encoder.encode(message)
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
-class _Connection:
-    """JSON-RPC over one pair of LSP-framed streams: requests, responses, notifications."""
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        on_notification: Callable[[str, msgspec.Raw], None],
-        on_request: Callable[[str, msgspec.Raw], tuple[Any, _Error | None]],
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._on_notification = on_notification
-        self._on_request = on_request
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[msgspec.Raw]] = {}
-        self.closed: ConnectionClosed | None = None
-
-    async def read_loop(self) -> None:
-        """Dispatch incoming messages until the stream ends; returns on EOF."""
-        while True:
-            try:
-                header = await self._reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError:
-                return
-            length = None
-            for line in header.split(b"\r\n"):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip())
-            if length is None:
-                logger.error("vmd.client: message without Content-Length: %r", header)
-                continue
-            try:
-                body = await self._reader.readexactly(length)
-            except asyncio.IncompleteReadError:
-                return
-            try:
-                self._dispatch(_envelope_decoder.decode(body))
-            except msgspec.DecodeError:
-                logger.error("vmd.client: undecodable message from the daemon: %r", body[:200])
-
-    def _dispatch(self, msg: _Envelope) -> None:
-        if msg.method is None:
-            future = self._pending.pop(msg.id, None) if isinstance(msg.id, int) else None
-            if future is None:
-                logger.warning("vmd.client: response to an unknown request id %r", msg.id)
-            elif not future.done():
-                if msg.error is not None:
-                    future.set_exception(_error(msg.error))
-                else:
-                    future.set_result(msg.result)
-        elif msg.id is None:
-            try:
-                self._on_notification(msg.method, msg.params)
-            except Exception:
-                logger.exception("vmd.client: handling %s failed", msg.method)
-        else:
-            result, error = self._on_request(msg.method, msg.params)
-            reply: dict[str, Any] = {"jsonrpc": "2.0", "id": msg.id}
-            if error is None:
-                reply["result"] = result
-            else:
-                reply["error"] = msgspec.structs.asdict(error)
-            self._write(reply)
-
-    async def request(self, method: str, params: Any) -> msgspec.Raw:
-        if self.closed is not None:
-            raise self.closed
-        id = next(self._ids)
-        future: asyncio.Future[msgspec.Raw] = asyncio.get_running_loop().create_future()
-        self._pending[id] = future
-        try:
-            message: dict[str, Any] = {"jsonrpc": "2.0", "id": id, "method": method}
-            if params is not None:
-                message["params"] = params
-            self._write(message)
-            return await future
-        finally:
-            self._pending.pop(id, None)
-
-    def notify(self, method: str, params: Any = None) -> None:
-        if self.closed is not None:
-            raise self.closed
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            message["params"] = params
-        self._write(message)
-
-    def _write(self, message: dict[str, Any]) -> None:
-        # The transport buffers; a dead daemon shows up as EOF on the read side, which is
-        # where the reason (its exit code) is known, so write errors are not raised here.
-        try:
-            self._writer.write(_frame(message))
-        except (ConnectionError, RuntimeError) as exc:
-            logger.debug("vmd.client: write failed: %s", exc)
-
-    def fail_all(self, reason: ConnectionClosed) -> None:
-        """Fail every pending request with `reason`; later calls fail fast with it."""
-        if self.closed is None:
-            self.closed = reason
-        pending, self._pending = self._pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(reason)
-
-
-def _error(err: _Error) -> Exception:
-    if err.data is not None:
-        try:
-            data = msgspec.convert(err.data, LoaderErrorData)
-        except msgspec.ValidationError:
-            pass
-        else:
-            return errors.from_data(data)
-    return ProtocolError(err.code, err.message, err.data)
 
 
 class AsyncChangeStream:
@@ -289,7 +125,7 @@ class AsyncClient:
         self.on_notification: NotificationCallback | None = None
         self.initialize_result: Any = None
         self._subscribers: set[asyncio.Queue[ChangedParams | None]] = set()
-        self._conn = _Connection(process.stdout, process.stdin, self._notified, self._requested)
+        self._conn = Connection(process.stdout, process.stdin, self._notified, self._requested)
         self._closing = False
         self._reader = asyncio.get_running_loop().create_task(self._read(), name="vmd.client")
 
@@ -487,14 +323,14 @@ class AsyncClient:
         elif self.on_notification is not None:
             self.on_notification(method, _any_decoder.decode(params))
 
-    def _requested(self, method: str, params: msgspec.Raw) -> tuple[Any, _Error | None]:
+    def _requested(self, method: str, params: msgspec.Raw) -> tuple[Any, ResponseError | None]:
         if method in ("window/workDoneProgress/create", "client/registerCapability"):
             return None, None
         if method == "workspace/configuration":
             items = _any_decoder.decode(params)
             count = len(items.get("items", [])) if isinstance(items, dict) else 0
             return [None] * count, None
-        return None, _Error(METHOD_NOT_FOUND, f"vmd.client does not handle {method}")
+        return None, ResponseError(METHOD_NOT_FOUND, f"vmd.client does not handle {method}")
 
 
 class ChangeStream:
