@@ -23,7 +23,7 @@ import queue
 import re
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType, FrameType, ModuleType
@@ -31,13 +31,10 @@ from typing import Any
 
 import msgspec
 
-from vmd import globs, ipc
+from vmd import capture, globs, ipc
+from vmd.capture import Capture, SourceLoader
 from vmd.context import Context, Event
 
-# The vmd package itself is never project code, even when the project is vmd.
-_PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC
-_WRITE_MODES = frozenset("wax+")
 _RESULT_HINT = 'expected a str or a dict with "code" (str) and optional "map" (dict | str | None)'
 
 
@@ -47,45 +44,6 @@ class _ContractError(TypeError):
     def __init__(self, message: str, line: int) -> None:
         super().__init__(message)
         self.line = line
-
-
-class _SourceLoader(importlib.machinery.SourceFileLoader):
-    """Compiles from source every time: CPython trusts a `.pyc` whose source has the same size
-    and whole-second mtime, so a quick same-size edit would otherwise run stale code."""
-
-    def get_code(self, fullname: str) -> CodeType:
-        path = self.get_filename(fullname)
-        return self.source_to_code(self.get_data(path), path)
-
-
-class _Finder:
-    """A `sys.meta_path` finder placed just before PathFinder: resolves like PathFinder, swaps in
-    `_SourceLoader` for project-local modules and records them (and failed lookups) as code deps."""
-
-    def __init__(self, worker: _Worker) -> None:
-        self._worker = worker
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
-        worker = self._worker
-        if spec is None or spec.origin is None:  # not found, or a namespace package
-            worker.record_candidates(fullname, path)
-            return spec
-        origin = spec.origin
-        if (
-            origin.endswith(".py")
-            and isinstance(spec.loader, importlib.machinery.SourceFileLoader)
-            and worker.is_local(os.path.abspath(origin))
-        ):
-            origin = os.path.abspath(origin)
-            worker.code_deps[origin] = globs.signature(origin)
-            spec.loader = _SourceLoader(fullname, origin)
-        return spec
-
-    def invalidate_caches(self) -> None:
-        pass
 
 
 @dataclass
@@ -111,21 +69,12 @@ class _Worker:
         self.loader = ""
         self.folder = ""
         self.mode: Any = "serve"
-        self._roots: list[str] = []
-        self._excluded: list[str] = []
-        self._local_cache: dict[str, bool] = {}
         self._module: ModuleType | None = None
         self._imports = 0
         self._instances: dict[str, _Instance] = {}
-        # Every project-local module imported (and import candidates missed) in this process:
-        # modules stay imported, so every run depends on all of them.
-        self.code_deps: dict[str, ipc.Sig] = {}
+        # What the code running here depends on (imports, files read and written).
+        self.capture = Capture()
         self._import_deps: dict[str, ipc.Sig] = {}
-        # Where the audit hook records files read now; None outside import/setup/watch/load.
-        self._capture: dict[str, ipc.Sig] | None = None
-        # Files opened for writing since the last Run started: a file the loader writes is its
-        # output, not its input (reading it back must not make every run stale the next).
-        self._written: set[str] = set()
 
     # -- transport ------------------------------------------------------------------------
 
@@ -210,84 +159,18 @@ class _Worker:
         self.loader = os.path.abspath(msg.loader)
         self.folder = os.path.dirname(self.loader)
         self.mode = msg.mode
-        self._roots = [os.path.realpath(r) for r in msg.roots]
-        self._excluded = _excluded_dirs(self._roots)
-        self._local_cache.clear()
+        self.capture.configure(msg.roots)
         front = [self.folder, *(os.path.abspath(r) for r in msg.roots)]
         front = list(dict.fromkeys(front))
         sys.path[:] = front + [p for p in sys.path if p not in front]
         if msg.roots:
             os.chdir(msg.roots[0])
-        if not any(isinstance(f, _Finder) for f in sys.meta_path):
-            at = next(
-                (i for i, f in enumerate(sys.meta_path) if f is importlib.machinery.PathFinder),
-                len(sys.meta_path),
-            )
-            sys.meta_path.insert(at, _Finder(self))  # type: ignore[arg-type]
-            sys.addaudithook(self._audit)
-
-    def is_local(self, path: str) -> bool:
-        """Whether absolute `path` is project code or data: under a root (after resolving
-        symlinks) and not in the interpreter, a site-packages or vmd itself."""
-        local = self._local_cache.get(path)
-        if local is None:
-            real = os.path.realpath(path)
-            local = any(_under(real, r) for r in self._roots) and not any(
-                _under(real, x) for x in self._excluded
-            )
-            self._local_cache[path] = local
-        return local
-
-    def record_candidates(self, fullname: str, path: Iterable[str] | None) -> None:
-        """An import found nothing: watch where the module could appear."""
-        name = fullname.rpartition(".")[2]
-        for entry in sys.path if path is None else path:
-            if not isinstance(entry, str):
-                continue
-            entry = os.path.abspath(entry or ".")
-            if self.is_local(entry):
-                for candidate in (
-                    os.path.join(entry, name + ".py"),
-                    os.path.join(entry, name, "__init__.py"),
-                ):
-                    if candidate not in self.code_deps:
-                        self.code_deps[candidate] = globs.signature(candidate)
-
-    def _audit(self, event: str, args: tuple[Any, ...]) -> None:
-        # Called for every audit event in the process: bail out as early as possible.
-        if event != "open" or self._capture is None:
-            return
-        try:
-            path, mode, flags = args
-            if isinstance(path, int):
-                return
-            if mode is None:
-                writing = bool(flags & _WRITE_FLAGS)
-            else:
-                writing = not _WRITE_MODES.isdisjoint(mode)
-            path = os.path.abspath(os.fsdecode(path))
-            if writing:
-                self._written.add(path)
-                return
-            capture = self._capture
-            if (
-                capture is None
-                or path in capture
-                or path in self.code_deps
-                or path.endswith(".pyc")
-                or "__pycache__" in path
-                or not self.is_local(path)
-                or os.path.isdir(path)
-            ):
-                return
-            capture[path] = globs.signature(path)
-        except Exception:  # a failing audit hook would fail the user's open()
-            pass
+        self.capture.install()
 
     # -- running ----------------------------------------------------------------------------
 
     def _run(self, msg: ipc.Run) -> ipc.Done:
-        self._written = set()
+        self.capture.written = set()
         run_deps: dict[str, ipc.Sig] = {}
         setup_deps: dict[str, ipc.Sig] = {}
         done = ipc.Done(seq=msg.seq, ok=False)
@@ -301,7 +184,7 @@ class _Worker:
             ctx.query = dict(msg.query)
             ctx.events = [Event(type, path) for type, path in msg.events]  # type: ignore[arg-type]
             ctx.data = msg.data
-            self._capture = run_deps
+            self.capture.target = run_deps
             self._watch(module, ctx, done)
             load = getattr(module, "load", None)
             if not callable(load):
@@ -309,19 +192,19 @@ class _Worker:
             done.code, done.map = self._check_result(self._call(load, ctx))
             done.ok = True
         except BaseException as exc:
-            self._capture = None
+            self.capture.target = None
             done.error = self._error_info(exc)
         finally:
-            self._capture = None
+            self.capture.target = None
             _flush()
-        done.code_deps = dict(self.code_deps)
-        written = self._written
+        done.code_deps = dict(self.capture.code_deps)
+        written = self.capture.written
 
         def inputs(deps: dict[str, ipc.Sig]) -> dict[str, ipc.Sig]:
             return {
                 p: s
                 for p, s in deps.items()
-                if p not in self.code_deps and p not in done.watched and p not in written
+                if p not in self.capture.code_deps and p not in done.watched and p not in written
             }
 
         # Read at import or in setup: module state may be built from them, so a change needs a
@@ -336,21 +219,21 @@ class _Worker:
         importlib.invalidate_caches()
         self._imports += 1
         name = f"__vmd_loader_{self._imports}__"
-        loader = _SourceLoader(name, self.loader)
+        loader = SourceLoader(name, self.loader)
         spec = importlib.util.spec_from_file_location(name, self.loader, loader=loader)
         assert spec is not None
         module = importlib.util.module_from_spec(spec)
-        self.code_deps[self.loader] = globs.signature(self.loader)
+        self.capture.code_deps[self.loader] = globs.signature(self.loader)
         self._import_deps = {}
         sys.modules[name] = module
-        self._capture = self._import_deps
+        self.capture.target = self._import_deps
         try:
             loader.exec_module(module)
         except BaseException:
             sys.modules.pop(name, None)
             raise
         finally:
-            self._capture = None
+            self.capture.target = None
         self._module = module
         return module
 
@@ -368,11 +251,11 @@ class _Worker:
         if setup is not None:
             if not callable(setup):
                 raise _ContractError("setup must be a function of ctx", self._line_of("setup"))
-            self._capture = deps
+            self.capture.target = deps
             try:
                 cleanup = self._call(setup, ctx)
             finally:
-                self._capture = None
+                self.capture.target = None
             instance.cleanup = cleanup if callable(cleanup) else None
         self._instances[id] = instance
         return instance
@@ -483,7 +366,7 @@ class _Worker:
         return 1
 
     def _is_local_file(self, filename: str) -> bool:
-        return not filename.startswith("<") and self.is_local(os.path.abspath(filename))
+        return not filename.startswith("<") and self.capture.is_local(os.path.abspath(filename))
 
     def _error_info(self, exc: BaseException) -> ipc.ErrorInfo:
         import traceback
@@ -535,32 +418,9 @@ class _Worker:
         return ipc.Stack(file=self.loader, line=1, traceback="")
 
 
-def _under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def _excluded_dirs(roots: list[str]) -> list[str]:
-    """The interpreter's and installed packages' folders: never project code, even inside a root
-    (a `.venv` in the project). A prefix that contains a root (a project under /usr/src) is
-    replaced by its library folders."""
-    import site
-    import sysconfig
-
-    libs = {p for p in sysconfig.get_paths().values() if p}
-    libs.update(p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages"))
-    if hasattr(site, "getsitepackages"):
-        libs.update(site.getsitepackages())
-    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, _PACKAGE_DIR}
-    out = {os.path.realpath(p) for p in libs}
-    for prefix in map(os.path.realpath, prefixes):
-        if not any(_under(root, prefix) for root in roots):
-            out.add(prefix)
-    return [p for p in out if not any(_under(root, p) for root in roots)]
-
-
 def _internal(filename: str) -> bool:
     return (
-        filename == __file__
+        filename in (__file__, capture.__file__)
         or filename.startswith("<frozen importlib")
         or (os.sep + "concurrent" + os.sep + "futures" + os.sep) in filename
     )

@@ -1,0 +1,178 @@
+"""Dependency capture inside a worker: which project modules and files the loader used.
+
+A `sys.meta_path` finder sees every project-local import (and failed ones, so the daemon can
+watch for the file appearing) and compiles it from source, never from a `.pyc`; an `open`
+audit hook sees the files read and written. Runs only in worker processes.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from types import CodeType, ModuleType
+from typing import Any
+
+from vmd import globs, ipc
+
+# The vmd package itself is never project code, even when the project is vmd.
+_PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC
+_WRITE_MODES = frozenset("wax+")
+
+
+class Capture:
+    """Records the code and files the current import / setup / watch / load depends on."""
+
+    def __init__(self) -> None:
+        self._roots: list[str] = []
+        self._excluded: list[str] = []
+        self._local_cache: dict[str, bool] = {}
+        # Every project-local module imported (and import candidates missed) in this process:
+        # modules stay imported, so every run depends on all of them.
+        self.code_deps: dict[str, ipc.Sig] = {}
+        # Where files read are recorded now; None outside import/setup/watch/load.
+        self.target: dict[str, ipc.Sig] | None = None
+        # Files opened for writing since the last Run started: a file the loader writes is its
+        # output, not its input (reading it back must not make every run stale the next).
+        self.written: set[str] = set()
+        self._installed = False
+
+    def configure(self, roots: list[str]) -> None:
+        """Set the workspace roots that decide what is project code."""
+        self._roots = [os.path.realpath(r) for r in roots]
+        self._excluded = _excluded_dirs(self._roots)
+        self._local_cache.clear()
+
+    def install(self) -> None:
+        """Put the finder before PathFinder and add the audit hook (once per process)."""
+        if self._installed:
+            return
+        self._installed = True
+        at = next(
+            (i for i, f in enumerate(sys.meta_path) if f is importlib.machinery.PathFinder),
+            len(sys.meta_path),
+        )
+        sys.meta_path.insert(at, _Finder(self))  # type: ignore[arg-type]
+        sys.addaudithook(self.audit)
+
+    def is_local(self, path: str) -> bool:
+        """Whether absolute `path` is project code or data: under a root (after resolving
+        symlinks) and not in the interpreter, a site-packages or vmd itself."""
+        local = self._local_cache.get(path)
+        if local is None:
+            real = os.path.realpath(path)
+            local = any(_under(real, r) for r in self._roots) and not any(
+                _under(real, x) for x in self._excluded
+            )
+            self._local_cache[path] = local
+        return local
+
+    def record_candidates(self, fullname: str, path: Iterable[str] | None) -> None:
+        """An import found nothing: watch where the module could appear."""
+        name = fullname.rpartition(".")[2]
+        for entry in sys.path if path is None else path:
+            if not isinstance(entry, str):
+                continue
+            entry = os.path.abspath(entry or ".")
+            if self.is_local(entry):
+                for candidate in (
+                    os.path.join(entry, name + ".py"),
+                    os.path.join(entry, name, "__init__.py"),
+                ):
+                    if candidate not in self.code_deps:
+                        self.code_deps[candidate] = globs.signature(candidate)
+
+    def audit(self, event: str, args: tuple[Any, ...]) -> None:
+        # Called for every audit event in the process: bail out as early as possible.
+        if event != "open" or self.target is None:
+            return
+        try:
+            path, mode, flags = args
+            if isinstance(path, int):
+                return
+            if mode is None:
+                writing = bool(flags & _WRITE_FLAGS)
+            else:
+                writing = not _WRITE_MODES.isdisjoint(mode)
+            path = os.path.abspath(os.fsdecode(path))
+            if writing:
+                self.written.add(path)
+                return
+            capture = self.target
+            if (
+                capture is None
+                or path in capture
+                or path in self.code_deps
+                or path.endswith(".pyc")
+                or "__pycache__" in path
+                or not self.is_local(path)
+                or os.path.isdir(path)
+            ):
+                return
+            capture[path] = globs.signature(path)
+        except Exception:  # a failing audit hook would fail the user's open()
+            pass
+
+
+class SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles from source every time: CPython trusts a `.pyc` whose source has the same size
+    and whole-second mtime, so a quick same-size edit would otherwise run stale code."""
+
+    def get_code(self, fullname: str) -> CodeType:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+class _Finder:
+    """A `sys.meta_path` finder placed just before PathFinder: resolves like PathFinder, swaps in
+    `SourceLoader` for project-local modules and records them (and failed lookups) as code deps."""
+
+    def __init__(self, capture: Capture) -> None:
+        self._capture = capture
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        capture = self._capture
+        if spec is None or spec.origin is None:  # not found, or a namespace package
+            capture.record_candidates(fullname, path)
+            return spec
+        origin = spec.origin
+        if (
+            origin.endswith(".py")
+            and isinstance(spec.loader, importlib.machinery.SourceFileLoader)
+            and capture.is_local(os.path.abspath(origin))
+        ):
+            origin = os.path.abspath(origin)
+            capture.code_deps[origin] = globs.signature(origin)
+            spec.loader = SourceLoader(fullname, origin)
+        return spec
+
+    def invalidate_caches(self) -> None:
+        pass
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _excluded_dirs(roots: list[str]) -> list[str]:
+    """The interpreter's and installed packages' folders: never project code, even inside a root
+    (a `.venv` in the project). A prefix that contains a root (a project under /usr/src) is
+    replaced by its library folders."""
+    import site
+    import sysconfig
+
+    libs = {p for p in sysconfig.get_paths().values() if p}
+    libs.update(p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages"))
+    if hasattr(site, "getsitepackages"):
+        libs.update(site.getsitepackages())
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, _PACKAGE_DIR}
+    out = {os.path.realpath(p) for p in libs}
+    for prefix in map(os.path.realpath, prefixes):
+        if not any(_under(root, prefix) for root in roots):
+            out.add(prefix)
+    return [p for p in out if not any(_under(root, p) for root in roots)]
