@@ -68,10 +68,11 @@ class Record:
         return max(self.reasons, key=_RANK.__getitem__, default="watch")
 
     def dependency_paths(self) -> list[str]:
-        """Absolute files the output depends on, for `LoadResult.dependencies`."""
-        read = {**self.instance_deps, **self.data_deps}
-        paths = set(self.code_deps) | {p for p, s in read.items() if s is not None}
-        return sorted(paths)
+        """Absolute files the output depends on, for `LoadResult.dependencies`: only files that
+        exist (the daemon also watches where a missing import or file could appear, but a client
+        such as Vite's `addWatchFile` cannot take a path that does not exist)."""
+        tables = (self.code_deps, self.instance_deps, self.data_deps)
+        return sorted({p for table in tables for p, s in table.items() if s is not None})
 
     def known(self, path: str) -> Sig:
         """The signature this record last saw for `path` (None: absent or never seen)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from harness import Daemon, Project, exported
 
 
@@ -72,3 +74,29 @@ async def test_a_loader_that_writes_and_rereads_its_own_cache_settles(
     await daemon.quiet(0.5)  # its own write must not make it stale and re-run it forever
     assert daemon.notifications("vmd/changed") == []
     assert (await daemon.load(loader))["version"] == first["version"]
+
+
+async def test_dependencies_list_only_existing_files_but_missing_ones_are_still_watched(
+    project: Project, daemon: Daemon
+) -> None:
+    loader = project.write(
+        "src/opt.vmd.py",
+        """
+        import vmd
+        try:
+            from extras import VALUE  # optional: may not exist yet
+        except ImportError:
+            VALUE = "default"
+        def load(ctx):
+            return vmd.json_module(VALUE)
+        """,
+    )
+    first = await daemon.load(loader)
+    assert exported(first) == "default"
+    assert all(os.path.exists(p) for p in first["dependencies"]), first["dependencies"]
+    mark = daemon.mark()
+    project.write("src/extras.py", "VALUE = 'extra'\n")
+    await daemon.changed(loader, since=mark)
+    second = await daemon.load(loader)
+    assert exported(second) == "extra"
+    assert project.path("src/extras.py") in second["dependencies"]
