@@ -1,7 +1,7 @@
 // The daemon client on its own: start-up errors that say how to fix them, requests failed with
 // the reason when the daemon dies, and an idle daemon that never keeps Node alive.
 import { spawn } from 'node:child_process'
-import { chmodSync } from 'node:fs'
+import { chmodSync, readFileSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { afterEach, describe, expect, test } from 'vitest'
 import { Daemon, DaemonRequestError, defaultPython } from './daemon.js'
@@ -44,6 +44,28 @@ describe('Daemon', () => {
     const error = await daemon(p, { python: p.path('bare-python') }).start().catch((e: Error) => e)
     expect((error as Error).message).toContain(`the Python package vmd is not installed for "${p.path('bare-python')}"`)
     expect((error as Error).message).toContain(`\`${p.path('bare-python')} -m pip install vmd\``)
+  })
+
+  test('a daemon speaking another protocol revision is refused with how to match versions', async () => {
+    const p = project({})
+    // The real daemon, told it speaks revision 99.
+    const patch = 'import vmd.protocol as p; p.PROTOCOL_VERSION = 99; from vmd.cli import main; main(["serve"])'
+    p.write('future-python', `#!/bin/sh\nexec ${python} -c '${patch}'\n`)
+    chmodSync(p.path('future-python'), 0o755)
+    const error = await daemon(p, { python: p.path('future-python') }).start().catch((e: Error) => e)
+    expect(error).toBeInstanceOf(Error)
+    expect((error as Error).message).toMatch(/daemon speaks protocol 99, this vite-plugin-vmd speaks 1/)
+    expect((error as Error).message).toContain('pip install -U vmd')
+    // ...and the refused daemon does not linger.
+    const refused = () =>
+      descendants(process.pid).filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('PROTOCOL_VERSION = 99')
+        } catch {
+          return false
+        }
+      })
+    await waitFor(() => refused().length === 0, 'the refused daemon to exit')
   })
 
   test('loader failures carry the daemon error code and data', async () => {
