@@ -22,13 +22,33 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC
 _WRITE_MODES = frozenset("wax+")
 
 
+class Locality:
+    """Which paths are project code or data: under a root (after resolving symlinks) and not
+    in the interpreter, a site-packages or vmd itself. Shared by the worker (what to capture)
+    and the daemon (which crash-report frame to point at)."""
+
+    def __init__(self, roots: list[str]) -> None:
+        self._roots = [os.path.realpath(r) for r in roots]
+        self._excluded = _excluded_dirs(self._roots)
+        self._cache: dict[str, bool] = {}
+
+    def is_local(self, path: str) -> bool:
+        """Whether absolute `path` is project code or data."""
+        local = self._cache.get(path)
+        if local is None:
+            real = os.path.realpath(path)
+            local = any(_under(real, r) for r in self._roots) and not any(
+                _under(real, x) for x in self._excluded
+            )
+            self._cache[path] = local
+        return local
+
+
 class Capture:
     """Records the code and files the current import / setup / watch / load depends on."""
 
     def __init__(self) -> None:
-        self._roots: list[str] = []
-        self._excluded: list[str] = []
-        self._local_cache: dict[str, bool] = {}
+        self.locality = Locality([])
         # Every project-local module imported (and import candidates missed) in this process:
         # modules stay imported, so every run depends on all of them.
         self.code_deps: dict[str, ipc.Sig] = {}
@@ -41,9 +61,7 @@ class Capture:
 
     def configure(self, roots: list[str]) -> None:
         """Set the workspace roots that decide what is project code."""
-        self._roots = [os.path.realpath(r) for r in roots]
-        self._excluded = _excluded_dirs(self._roots)
-        self._local_cache.clear()
+        self.locality = Locality(roots)
 
     def install(self) -> None:
         """Put the finder before PathFinder and add the audit hook (once per process)."""
@@ -58,16 +76,8 @@ class Capture:
         sys.addaudithook(self.audit)
 
     def is_local(self, path: str) -> bool:
-        """Whether absolute `path` is project code or data: under a root (after resolving
-        symlinks) and not in the interpreter, a site-packages or vmd itself."""
-        local = self._local_cache.get(path)
-        if local is None:
-            real = os.path.realpath(path)
-            local = any(_under(real, r) for r in self._roots) and not any(
-                _under(real, x) for x in self._excluded
-            )
-            self._local_cache[path] = local
-        return local
+        """Whether absolute `path` is project code or data (see `Locality`)."""
+        return self.locality.is_local(path)
 
     def record_candidates(self, fullname: str, path: Iterable[str] | None) -> None:
         """An import found nothing: watch where the module could appear."""

@@ -84,7 +84,6 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
     RELOAD: msgspec.json.Decoder(ReloadParams),
     INVALIDATE: msgspec.json.Decoder(InvalidateParams),
 }
-_initialize = msgspec.json.Decoder(ClientInfo)
 
 
 class VmdServer:
@@ -186,7 +185,8 @@ class VmdServer:
             self._error(msg_id, INVALID_REQUEST, "initialize was already received")
             return
         try:
-            self.client = _initialize.decode(raw if raw else b"{}")
+            params = msgspec.json.decode(raw if raw else b"{}")
+            self.client = msgspec.convert(params, ClientInfo)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             self._error(msg_id, INVALID_PARAMS, f"initialize: invalid params: {exc}")
             return
@@ -210,7 +210,7 @@ class VmdServer:
             log.warning("%s", warning)
             self.notify("window/logMessage", {"type": 2, "message": f"vmd: {warning}"})
         self._spawn(self.service.start())
-        self.lsp.remember_initialize(msgspec.json.decode(raw if raw else b"{}"))
+        self.lsp.remember_initialize(params)
         if "textDocument" in self.client.capabilities:  # an editor: it will want LSP features
             self.lsp.preload()
         if self.client.process_id is not None:

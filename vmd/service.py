@@ -18,7 +18,7 @@ from vmd.confine import parse_id
 from vmd.errors import LoaderError, VmdError
 from vmd.ipc import Done
 from vmd.protocol import ChangedParams, ChangeReason, FileEvent, InitializationOptions
-from vmd.store import Record, Store
+from vmd.store import Record, Store, rank
 from vmd.watch import Watcher
 from vmd.workers import WorkerPool
 
@@ -144,8 +144,7 @@ class Service:
         out: list[str] = []
         for rec in dict.fromkeys(recs):
             if rec.running is not None:
-                rec.reasons.add("invalidate")
-                rec.code_changed = True  # forces the burst to run once more
+                rec.reasons.add("invalidate")  # the burst runs once more (_still_dirty)
             else:
                 had_output = rec.version > 0
                 self.store.drop_output(rec)
@@ -173,11 +172,10 @@ class Service:
                 reasons, events = per_record.setdefault(rec, (set(), []))
                 reasons.add(kind)
                 events.append(ev)
-            # A folder appearing or vanishing under a glob can hide many file events.
-            if now is None or os.path.isdir(path):
-                for rec in self.store.records.values():
-                    if path in rec.watched and path not in rec.watched_files:
-                        rediff.add(rec)
+            # A folder a glob walked changed: files may have come or gone inside it.
+            for rec in self.store.records.values():
+                if path in rec.watched and path not in rec.watched_files:
+                    rediff.add(rec)
         for rec in rediff:
             events = self._glob_diff(rec)
             if events:
@@ -187,7 +185,7 @@ class Service:
         for rec, (reasons, events) in per_record.items():
             for reason in reasons:
                 rec.reasons.add(reason)
-            self.mark_stale(rec, max(reasons, key=_rank), events)
+            self.mark_stale(rec, max(reasons, key=rank), events)
 
     def recheck(self, rec: Record) -> bool:
         """Stat what `rec` depends on; if anything changed, mark it stale. True if it did.
@@ -354,10 +352,6 @@ class Service:
             if path.startswith(root + "/"):
                 return path[len(root) + 1 :]
         return path
-
-
-def _rank(reason: ChangeReason) -> int:
-    return {"code": 3, "watch": 2, "reload": 1, "invalidate": 0}[reason]
 
 
 def _relative(path: str, folder: str) -> str:

@@ -26,6 +26,11 @@ _encoder = msgspec.json.Encoder()
 _RANK: dict[ChangeReason, int] = {"code": 3, "watch": 2, "reload": 1, "invalidate": 0}
 
 
+def rank(reason: ChangeReason) -> int:
+    """How strong a reason is: the strongest is what `vmd/changed` reports."""
+    return _RANK[reason]
+
+
 @dataclass(eq=False)
 class Record:
     """Everything vmd knows about one module id."""
@@ -65,7 +70,7 @@ class Record:
 
     def reason(self) -> ChangeReason:
         """The strongest pending reason (what `vmd/changed` reports)."""
-        return max(self.reasons, key=_RANK.__getitem__, default="watch")
+        return max(self.reasons, key=rank, default="watch")
 
     def dependency_paths(self) -> list[str]:
         """Absolute files the output depends on, for `LoadResult.dependencies`: only files that

@@ -23,12 +23,12 @@ from typing import Any
 import msgspec
 
 from vmd import ipc
+from vmd.capture import Locality
 from vmd.errors import LoaderCrashed, LoaderTimeout
 
 logger = logging.getLogger(__name__)
 
 _VMD_PARENT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-_PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
 _FAULT_FRAME = re.compile(r'\s*File "(.+)", line (\d+)')
 _STACK_WAIT = 0.15  # how long a timed-out run may take to say where it is stuck
 _READY_TIMEOUT = 10.0
@@ -122,6 +122,7 @@ class WorkerPool:
         on_reload: Callable[[str, Any], None],
     ) -> None:
         self._roots = list(roots)
+        self._locality = Locality(roots)
         self._mode: Any = mode
         self._timeout_ms = timeout_ms
         self._max_workers = max(1, max_workers)
@@ -474,7 +475,7 @@ class WorkerPool:
         file, line = loader, 1
         for text in worker.fault or ():
             match = _FAULT_FRAME.match(text)
-            if match and self._is_project_file(match[1]):
+            if match and self._locality.is_local(match[1]):
                 file, line = match[1], int(match[2])
                 break
         return LoaderCrashed(
@@ -489,13 +490,6 @@ class WorkerPool:
         worker.retired = True
         if self._workers.get(worker.loader) is worker:
             del self._workers[worker.loader]
-
-    def _is_project_file(self, path: str) -> bool:
-        real = os.path.realpath(path)
-        excluded = {sys.prefix, sys.base_prefix, _PACKAGE_DIR, *_site_dirs()}
-        return any(_under(real, os.path.realpath(r)) for r in self._roots) and not any(
-            _under(real, os.path.realpath(x)) for x in excluded if x
-        )
 
     # -- stopping --------------------------------------------------------------------------
 
@@ -541,10 +535,6 @@ class WorkerPool:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _site_dirs() -> list[str]:
