@@ -41,6 +41,7 @@ from vmd.protocol import (
     LoadParams,
     ReloadParams,
 )
+from vmd.spawn import EarlyWorker
 from vmd.transport import Connection
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class VmdServer:
         self.conn = Connection(self.on_messages, self.on_input_closed, self.on_frame_error)
         self.lsp = PyglsBridge(self.conn.write, self)
         self.service: Service | None = None
+        self.early: EarlyWorker | None = None
         self.options = InitializationOptions()
         self.client = ClientInfo()
         self.diagnostics = DiagnosticSet()
@@ -209,7 +211,7 @@ class VmdServer:
         for warning in warnings:
             log.warning("%s", warning)
             self.notify("window/logMessage", {"type": 2, "message": f"vmd: {warning}"})
-        self._spawn(self.service.start())
+        self._spawn(self.service.start(self.early))
         self.lsp.remember_initialize(params)
         if "textDocument" in self.client.capabilities:  # an editor: it will want LSP features
             self.lsp.preload()
@@ -396,6 +398,8 @@ async def _watch_parent(pid: int, server: VmdServer) -> None:
 
 async def _serve(in_fd: int, out_fd: int) -> int:
     server = VmdServer()
+    # Its interpreter starts while we read `initialize` and import the rest of the daemon.
+    server.early = early = EarlyWorker(os.getcwd())
     await server.conn.open(in_fd, out_fd)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -403,6 +407,7 @@ async def _serve(in_fd: int, out_fd: int) -> int:
     try:
         await server.stopped.wait()
     finally:
+        early.discard()
         if server.service is not None:
             try:
                 await asyncio.wait_for(server.service.close(), 2.0)

@@ -18,6 +18,7 @@ from vmd.confine import parse_id
 from vmd.errors import LoaderError, VmdError
 from vmd.ipc import Done
 from vmd.protocol import ChangedParams, ChangeReason, FileEvent, InitializationOptions
+from vmd.spawn import EarlyWorker
 from vmd.store import Record, Store, rank
 from vmd.watch import Watcher
 from vmd.workers import WorkerPool
@@ -63,8 +64,9 @@ class Service:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    async def start(self) -> None:
-        await self.pool.start()
+    async def start(self, early: EarlyWorker | None = None) -> None:
+        """Get the warm spare ready (`early`: a worker process the daemon started at once)."""
+        await self.pool.start(early)
 
     async def close(self) -> None:
         self._closed = True

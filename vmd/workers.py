@@ -15,20 +15,17 @@ import logging
 import os
 import re
 import signal
-import site
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from vmd import ipc
+from vmd import ipc, spawn
 from vmd.capture import Locality
 from vmd.errors import LoaderCrashed, LoaderTimeout
 
 logger = logging.getLogger(__name__)
 
-_VMD_PARENT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 _FAULT_FRAME = re.compile(r'\s*File "(.+)", line (\d+)')
 _STACK_WAIT = 0.15  # how long a timed-out run may take to say where it is stuck
 _READY_TIMEOUT = 10.0
@@ -122,6 +119,7 @@ class WorkerPool:
         on_reload: Callable[[str, Any], None],
     ) -> None:
         self._roots = list(roots)
+        self._cwd = roots[0] if roots else os.getcwd()
         self._locality = Locality(roots)
         self._mode: Any = mode
         self._timeout_ms = timeout_ms
@@ -141,10 +139,12 @@ class WorkerPool:
 
     # -- public API ----------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the warm spare worker and wait until it is ready."""
+    async def start(self, early: spawn.EarlyWorker | None = None) -> None:
+        """Start the warm spare worker (adopting `early` if it was started in our folder) and
+        wait until it is ready."""
         if self._spare is None:
-            self._spare = self._new_spare()
+            started = early.take(self._cwd) if early is not None else None
+            self._spare = self._new_spare(started)
         await asyncio.shield(self._spare)
 
     async def run(
@@ -261,8 +261,10 @@ class WorkerPool:
                 return worker
         raise RuntimeError(f"no worker process could start: {error}")
 
-    def _new_spare(self) -> asyncio.Task[_Worker]:
-        task = asyncio.create_task(self._spawn())
+    def _new_spare(
+        self, started: asyncio.Task[asyncio.subprocess.Process] | None = None
+    ) -> asyncio.Task[_Worker]:
+        task = asyncio.create_task(self._spawn(started))
         # A spare nobody takes (closing) must not log "exception was never retrieved".
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task
@@ -280,28 +282,10 @@ class WorkerPool:
             self._in_background(self._retire(worker))
             excess -= 1
 
-    async def _spawn(self) -> _Worker:
-        env = dict(os.environ)
-        env["VMD_DAEMON_PID"] = str(os.getpid())
-        if _VMD_PARENT not in _site_dirs():
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (_VMD_PARENT, env.get("PYTHONPATH")) if p
-            )
-        # -P (3.11+): do not put the cwd (the project root) first on sys.path, where a
-        # project's own `vmd` folder would shadow this package.
-        flags = ["-P"] if sys.version_info >= (3, 11) else []
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *flags,
-            "-m",
-            "vmd.loader",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            cwd=self._roots[0] if self._roots else None,
-            env=env,
-        )
+    async def _spawn(
+        self, started: asyncio.Task[asyncio.subprocess.Process] | None = None
+    ) -> _Worker:
+        proc = await (started if started is not None else spawn.start_worker(self._cwd))
         worker = _Worker(proc)
         self._live[worker.pid] = worker
         worker.tasks = [
@@ -535,10 +519,3 @@ class WorkerPool:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _site_dirs() -> list[str]:
-    dirs = list(site.getsitepackages()) if hasattr(site, "getsitepackages") else []
-    if site.ENABLE_USER_SITE and site.USER_SITE:
-        dirs.append(site.USER_SITE)
-    return dirs

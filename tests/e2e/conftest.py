@@ -27,7 +27,8 @@ async def start_daemon(project: Project) -> AsyncIterator[StartDaemon]:
     """Start initialized daemons on `project` (or another root); all are stopped at the end.
 
     Keyword arguments: `options` (initializationOptions), `capabilities`, `process_id`,
-    `root` (default: the project root), `initialize=False` to skip the handshake.
+    `root` (default: the project root), `initialize=False` to skip the handshake, `cwd` (the
+    daemon's working directory; default: the test's).
     """
     started: list[Daemon] = []
 
@@ -38,8 +39,9 @@ async def start_daemon(project: Project) -> AsyncIterator[StartDaemon]:
         process_id: int | None = None,
         root: Path | None = project.root,
         initialize: bool = True,
+        cwd: Path | None = None,
     ) -> Daemon:
-        daemon = await spawn_daemon()
+        daemon = await spawn_daemon(cwd)
         started.append(daemon)
         if initialize:
             params = initialize_params(root, options=options, capabilities=capabilities,

@@ -296,12 +296,13 @@ def initialize_params(
     return params
 
 
-async def spawn_daemon() -> Daemon:
+async def spawn_daemon(cwd: Path | None = None) -> Daemon:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "vmd", "serve",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         env=ENV,
+        cwd=cwd,
         limit=1 << 24,
         start_new_session=True,
     )

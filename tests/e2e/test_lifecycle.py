@@ -132,6 +132,49 @@ async def test_workers_die_when_the_daemon_is_killed(project: Project, daemon: D
     await eventually(lambda: not any(alive(p) for p in pids))
 
 
+WHERE = "import os, vmd\ndef load(ctx):\n    return vmd.json_module([os.getpid(), os.getcwd()])\n"
+
+
+async def test_the_first_worker_starts_before_initialize_and_runs_the_first_loader(
+    project: Project, start_daemon: StartDaemon
+) -> None:
+    daemon = await start_daemon(initialize=False, cwd=project.root)
+    # Its interpreter starts with the daemon's, not after the handshake.
+    await eventually(lambda: len(daemon.worker_pids()) == 1)
+    (early,) = daemon.worker_pids()
+    await daemon.call("initialize", initialize_params(project.root))
+    daemon.notify("initialized", {})
+    pid, cwd = exported(await daemon.load(project.write("a.vmd.py", WHERE)))
+    assert (pid, cwd) == (early, str(project.root))
+
+
+async def test_a_daemon_started_outside_the_root_runs_loaders_in_the_root(
+    project: Project, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    daemon = await start_daemon(initialize=False, cwd=elsewhere)
+    await eventually(lambda: len(daemon.worker_pids()) == 1)
+    (early,) = daemon.worker_pids()
+    await daemon.call("initialize", initialize_params(project.root))
+    daemon.notify("initialized", {})
+    pid, cwd = exported(await daemon.load(project.write("a.vmd.py", WHERE)))
+    assert cwd == str(project.root) and pid != early
+    await eventually(lambda: not alive(early))  # started in the wrong folder: stopped
+
+
+async def test_a_daemon_never_initialized_leaves_no_worker_behind(
+    project: Project, start_daemon: StartDaemon
+) -> None:
+    daemon = await start_daemon(initialize=False, cwd=project.root)
+    await eventually(lambda: len(daemon.worker_pids()) == 1)
+    (early,) = daemon.worker_pids()
+    assert daemon.proc.stdin is not None
+    daemon.proc.stdin.close()
+    await daemon.wait_exit()
+    await eventually(lambda: not alive(early))
+
+
 async def test_vmd_requests_before_initialize_are_refused_with_32002(
     project: Project, start_daemon: StartDaemon
 ) -> None:
