@@ -407,13 +407,16 @@ async def _serve(in_fd: int, out_fd: int) -> int:
     try:
         await server.stopped.wait()
     finally:
-        early.discard()
         if server.service is not None:
             try:
                 await asyncio.wait_for(server.service.close(), 2.0)
             except Exception:
                 log.exception("error while stopping workers")
             server.service.kill_workers()
+        try:
+            await asyncio.wait_for(early.close(), 2.0)
+        except Exception:
+            log.exception("error while stopping the first worker")
         await server.conn.drain()
     return server.exit_code
 

@@ -300,7 +300,11 @@ class Service:
         done: Done | None = None
         error: VmdError | None = None
         try:
-            mid = parse_id(rec.id, self.roots, self.options.include)  # it may have moved
+            if rec.just_confined:
+                rec.just_confined = False
+            else:
+                rec.mid = parse_id(rec.id, self.roots, self.options.include)  # it may have moved
+            mid = rec.mid
             loader = mid.real
             gen = self._code_gen.get(loader, 0)
             if self._worker_gen.get(loader, 0) != gen:

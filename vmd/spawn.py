@@ -42,7 +42,7 @@ async def start_worker(cwd: str) -> asyncio.subprocess.Process:
 
 class EarlyWorker:
     """A worker process started before the pool exists, handed to the first pool that asks
-    for one in the same folder (and stopped by `discard` if none does)."""
+    for one in the same folder, and stopped by `close` otherwise."""
 
     def __init__(self, cwd: str) -> None:
         self.cwd = cwd
@@ -50,36 +50,30 @@ class EarlyWorker:
             start_worker(cwd)
         )
         self._task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._taken = False
 
     def take(self, cwd: str) -> asyncio.Task[asyncio.subprocess.Process] | None:
         """The process being started, if it was started in `cwd`; None otherwise. Once only."""
-        task, self._task = self._task, None
-        if task is not None and os.path.realpath(self.cwd) != os.path.realpath(cwd):
-            _kill_when_started(task)
+        if self._taken or os.path.realpath(self.cwd) != os.path.realpath(cwd):
             return None
-        return task
+        self._taken = True
+        return self._task
 
-    def discard(self) -> None:
-        """Nobody took it: kill it (its group) once it has started."""
+    async def close(self) -> None:
+        """Stop it unless a pool took it. Its start is awaited, never cancelled: asyncio
+        cannot abandon a half-started subprocess without waiting for it to exit."""
         task, self._task = self._task, None
-        if task is not None:
-            _kill_when_started(task)
-
-
-def _kill_when_started(task: asyncio.Task[asyncio.subprocess.Process]) -> None:
-    def kill(t: asyncio.Task[asyncio.subprocess.Process]) -> None:
-        if t.cancelled() or t.exception() is not None:
+        if task is None or self._taken:
             return
-        proc = t.result()
+        try:
+            proc = await asyncio.shield(task)
+        except Exception:
+            return
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-
-    if task.done():
-        kill(task)
-    else:
-        task.add_done_callback(kill)
+        await proc.wait()
 
 
 def _site_dirs() -> list[str]:

@@ -55,6 +55,9 @@ class Record:
     code_changed: bool = False
     dirty: bool = False  # something changed while a run was under way
     running: Any = None  # the service's task while a run (or a burst of runs) is under way
+    # `mid` was confined just now, by the request that created the record: its first run may
+    # use it as is. Every later run confines the id again (a symlink may have moved).
+    just_confined: bool = False
 
     @property
     def id(self) -> str:
@@ -125,7 +128,7 @@ class Store:
     def add(self, mid: ModuleId) -> Record:
         rec = self.records.get(mid.id)
         if rec is None:
-            rec = self.records[mid.id] = Record(mid)
+            rec = self.records[mid.id] = Record(mid, just_confined=True)
         return rec
 
     def by_loader(self, loader: str) -> list[Record]:

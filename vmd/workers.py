@@ -36,11 +36,16 @@ _PARTIAL_LINE_WAIT = 0.05
 _MAX_FAULT_LINES = 200
 
 
-class _Died:
-    """Resolves a pending run whose worker exited before answering."""
+class _Outcome:
+    """How a run ended when the worker did not answer it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
-_DIED = _Died()
+_DIED = _Outcome("the worker died during the run")
+_TIMED_OUT = _Outcome("the run took longer than the timeout")
+_REQUEUE = _Outcome("the worker went away before the run reached it: run it elsewhere")
 
 
 class _Worker:
@@ -54,7 +59,11 @@ class _Worker:
         self.ready: asyncio.Future[int] = loop.create_future()
         # Runs sent and not yet answered, oldest first. Runs are pipelined: the worker queues
         # them and answers in order, so one loader's many ids (a build) pay no round trip each.
-        self.inflight: dict[int, asyncio.Future[ipc.Done | _Died]] = {}
+        self.inflight: dict[int, asyncio.Future[ipc.Done | _Outcome]] = {}
+        # The run the worker is on (the oldest unanswered) and its timeout: a queued run's
+        # clock starts when it reaches the front. One timer per run, no waiting task.
+        self.front: int | None = None
+        self.clock: asyncio.TimerHandle | None = None
         self.stack: asyncio.Future[ipc.Stack] | None = None
         self.dead = False  # the protocol pipe closed: the process is gone or going
         self.retired = False  # replaced, evicted or killed: takes no new runs
@@ -144,6 +153,8 @@ class WorkerPool:
         wait until it is ready."""
         if self._spare is None:
             started = early.take(self._cwd) if early is not None else None
+            if early is not None and started is None:
+                self._in_background(early.close())  # started in another folder
             self._spare = self._new_spare(started)
         await asyncio.shield(self._spare)
 
@@ -222,6 +233,10 @@ class WorkerPool:
     async def _worker_for(self, loader: str, id: str) -> _Worker:
         if self._closed:
             raise LoaderCrashed("vmd is shutting down", id=id, file=loader, line=1)
+        worker = self._workers.get(loader)
+        if worker is not None and worker.usable and not self._assign_lock.locked():
+            self._workers.move_to_end(loader)
+            return worker  # the common case needs no lock: nothing is awaited
         async with self._assign_lock:
             worker = self._workers.get(loader)
             if worker is not None and worker.usable:
@@ -319,9 +334,10 @@ class WorkerPool:
                 worker.ready.set_exception(RuntimeError("the worker exited during start-up"))
                 worker.ready.exception()  # retrieved: nobody may be waiting any more
             elif worker.inflight:
-                for future in worker.inflight.values():
+                # The run it was on crashed it; the runs queued behind go to a fresh worker.
+                for seq, future in worker.inflight.items():
                     if not future.done():
-                        future.set_result(_DIED)
+                        future.set_result(_DIED if seq == worker.front else _REQUEUE)
             elif not worker.retired:
                 # Died while idle (a setup thread crashed it, or it was killed): forget it.
                 if self._workers.get(worker.loader) is worker:
@@ -331,9 +347,10 @@ class WorkerPool:
 
     def _dispatch(self, worker: _Worker, msg: ipc.FromWorker) -> None:
         if isinstance(msg, ipc.Done):
-            future = worker.inflight.get(msg.seq)
+            future = worker.inflight.pop(msg.seq, None)
             if future is not None and not future.done():
                 future.set_result(msg)
+            self._advance(worker)
         elif isinstance(msg, ipc.ReloadRequest):
             try:
                 self._on_reload(msg.id, msg.data)
@@ -397,33 +414,53 @@ class WorkerPool:
     ) -> ipc.Done | None:
         self._seq += 1
         seq = self._seq
-        future: asyncio.Future[ipc.Done | _Died] = asyncio.get_running_loop().create_future()
-        # Answers come in order, and a run that gives up resolves its own future: waiting for
-        # the run just ahead is waiting for all of them (and stays linear in the queue length).
-        ahead = next(reversed(worker.inflight.values()), None)
+        run = ipc.Run(seq=seq, id=id, query=query, events=events, data=data)
+        if not worker.send(run):
+            return None
+        # Runs are pipelined: the worker queues them and answers in order.
+        future: asyncio.Future[ipc.Done | _Outcome] = asyncio.get_running_loop().create_future()
         worker.inflight[seq] = future
+        self._advance(worker)
         try:
-            run = ipc.Run(seq=seq, id=id, query=query, events=events, data=data)
-            if not worker.send(run):
-                return None
-            if ahead is not None:
-                # Queued behind other runs: this run's clock starts when it reaches the front.
-                await asyncio.wait({ahead})
-                if not worker.usable:
-                    return None  # it died, timed out or was retired on an earlier run
-            timeout = self._timeout_ms / 1000 if self._timeout_ms > 0 else None
-            await asyncio.wait({future}, timeout=timeout)
-            timed_out = not future.done()
+            result = await future
         finally:
-            worker.inflight.pop(seq, None)
-            if not future.done():
-                future.cancel()  # runs queued behind this one stop waiting for it
-        if timed_out:
-            raise await self._timed_out(worker, loader, id)
-        result = future.result()
-        if isinstance(result, _Died):
+            if worker.inflight.pop(seq, None) is not None:
+                self._advance(worker)  # cancelled: the runs behind stop waiting for this one
+        if result is _REQUEUE:
+            return None
+        if isinstance(result, _Outcome):
+            # Everything queued behind goes to a fresh worker, not to this one's fate.
+            self._requeue(worker)
+            if result is _TIMED_OUT:
+                raise await self._timed_out(worker, loader, id)
             raise await self._crashed(worker, loader, id)
         return result
+
+    def _advance(self, worker: _Worker) -> None:
+        """Start the clock of the run the worker is on now (the oldest unanswered)."""
+        front = next(iter(worker.inflight), None)
+        if front == worker.front:
+            return
+        if worker.clock is not None:
+            worker.clock.cancel()
+            worker.clock = None
+        worker.front = front
+        if front is not None and self._timeout_ms > 0:
+            worker.clock = asyncio.get_running_loop().call_later(
+                self._timeout_ms / 1000, self._expire, worker, front
+            )
+
+    def _expire(self, worker: _Worker, seq: int) -> None:
+        future = worker.inflight.get(seq)
+        if future is not None and not future.done():
+            future.set_result(_TIMED_OUT)
+
+    def _requeue(self, worker: _Worker) -> None:
+        for future in worker.inflight.values():
+            if not future.done():
+                future.set_result(_REQUEUE)
+        worker.inflight.clear()
+        self._advance(worker)
 
     async def _timed_out(self, worker: _Worker, loader: str, id: str) -> LoaderTimeout:
         self._forget(worker)
