@@ -13,13 +13,7 @@ import type { ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import {
-  createMessageConnection,
-  ResponseError,
-  StreamMessageReader,
-  StreamMessageWriter,
-} from 'vscode-jsonrpc/node'
-import type { MessageConnection } from 'vscode-jsonrpc/node'
+import type { MessageConnection, ResponseError } from 'vscode-jsonrpc/node'
 import {
   CHANGED,
   INVALIDATE,
@@ -233,6 +227,8 @@ export class Daemon {
         )
       })
     })
+    // Loaded while Python starts: a Vite run that never imports a loader never pays for it.
+    const rpcLoaded = loadRpc()
     const exited = new Promise<void>((resolve) => child.once('close', () => resolve()))
     child.stderr?.setEncoding('utf8')
     let line = ''
@@ -244,6 +240,7 @@ export class Daemon {
       for (const text of lines) if (text.trim()) this.options.logger?.warn(`[vmd] ${text}`)
     })
     await spawned
+    const { createMessageConnection, StreamMessageReader, StreamMessageWriter } = await rpcLoaded
 
     const connection = createMessageConnection(
       new StreamMessageReader(child.stdout!),
@@ -379,13 +376,25 @@ async function shutdown(session: Session): Promise<void> {
   await exited
 }
 
+type Rpc = typeof import('vscode-jsonrpc/node')
+let rpc: Rpc | undefined
+
+async function loadRpc(): Promise<Rpc> {
+  rpc ??= await import('vscode-jsonrpc/node')
+  return rpc
+}
+
+function isResponseError(error: unknown): error is ResponseError<unknown> {
+  return rpc !== undefined && error instanceof rpc.ResponseError
+}
+
 // vscode-jsonrpc's own codes for a connection that closed or failed (not the daemon's answers).
 function isConnectionLoss(error: unknown): boolean {
-  return !(error instanceof ResponseError) || (error.code >= -32099 && error.code <= -32097)
+  return !isResponseError(error) || (error.code >= -32099 && error.code <= -32097)
 }
 
 function toError(error: unknown): Error {
-  if (error instanceof ResponseError) {
+  if (isResponseError(error)) {
     const data: unknown = error.data
     return new DaemonRequestError(error.code, error.message, isLoaderErrorData(data) ? data : undefined)
   }

@@ -1,5 +1,6 @@
 // The plugin in a real Vite dev server with a real daemon: resolving, loading, HMR in every
 // environment, errors, restart and shutdown.
+import { symlinkSync } from 'node:fs'
 import { afterEach, describe, expect, test } from 'vitest'
 import { createServer } from 'vite'
 import type { HotPayload, ViteDevServer } from 'vite'
@@ -80,6 +81,28 @@ describe('dev server', () => {
     const ssr = await ssrUsers(server)
     expect(ssr.users).toEqual({ label: 'v1', mode: 'serve', names: ['ada', 'alan'] })
     expect(ssr.admins.names).toEqual(['ada'])
+  })
+
+  test('relative, symlinked and aliased loader imports all resolve to the real file with the query', async () => {
+    const project = makeProject({ ...usersProject, 'src/main.js': accepting })
+    cleanups.push(() => project.remove())
+    symlinkSync(project.path('src'), project.path('linked'))
+    const server = await createServer({
+      root: project.root,
+      configFile: false,
+      logLevel: 'silent',
+      plugins: [vmd()],
+      resolve: { alias: { '@data': project.path('src') } },
+      optimizeDeps: { noDiscovery: true, include: [] },
+      server: { port: 0 },
+    })
+    cleanups.push(() => server.close())
+    const container = server.environments.client.pluginContainer
+    const real = `${project.path('src/users.vmd.py')}?role=admin`
+    expect((await container.resolveId('./users.vmd.py?role=admin', project.path('src/main.js')))?.id).toBe(real)
+    expect((await container.resolveId('../linked/users.vmd.py?role=admin', project.path('src/main.js')))?.id).toBe(real)
+    expect((await container.resolveId('@data/users.vmd.py?role=admin', project.path('src/main.js')))?.id).toBe(real)
+    expect(await container.resolveId('./missing.vmd.py', project.path('src/main.js'))).toBeNull()
   })
 
   test('a watched-file change updates both ids once by HMR (no full reload) and SSR sees it', async () => {

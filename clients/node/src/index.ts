@@ -7,8 +7,8 @@
  * to leave loader modules alone, so every change reaches the page exactly once.
  */
 
-import { readFileSync, realpathSync } from 'node:fs'
-import { isAbsolute, join, normalize } from 'node:path'
+import { readFileSync, realpathSync, statSync } from 'node:fs'
+import { dirname, isAbsolute, join, normalize, resolve } from 'node:path'
 import { createFilter, isFileLoadingAllowed, normalizePath } from 'vite'
 import type { Plugin, ResolvedConfig, Rollup, ViteDevServer } from 'vite'
 import { Daemon, DaemonRequestError, defaultPython } from './daemon.js'
@@ -67,6 +67,8 @@ export default function vmd(options: VmdOptions = {}): Plugin {
   // Last code served per id (undefined after a failure): after a daemon restart, only the
   // modules whose output differs from what the page has are updated.
   const served = new Map<string, string | undefined>()
+  // Files given to `addWatchFile` in this build: once each, not once per module.
+  const watchedInBuild = new Set<string>()
 
   function getDaemon(): Daemon {
     daemon ??= new Daemon({
@@ -179,10 +181,13 @@ export default function vmd(options: VmdOptions = {}): Plugin {
     configResolved(resolved) {
       config = resolved
       isLoader = createFilter(include, null, { resolve: config.root })
+      if (config.command === 'build') getDaemon().start().catch(() => undefined)
     },
 
-    // Build: start the daemon while Vite resolves the entry graph.
+    // Build: start the daemon as soon as the config is known, while Vite sets the build up
+    // (and again for a later build, if a previous one stopped it).
     buildStart() {
+      watchedInBuild.clear()
       if (config.command === 'build') getDaemon().start().catch(() => undefined)
     },
 
@@ -207,9 +212,12 @@ export default function vmd(options: VmdOptions = {}): Plugin {
         if (source.startsWith('\0')) return null
         const at = source.search(/[?#]/)
         const path = at === -1 ? source : source.slice(0, at)
-        const resolved = await this.resolve(path, importer, { ...resolveOptions, skipSelf: true })
-        if (!resolved || resolved.external) return null
-        const file = normalizePath(resolved.id)
+        let file = relativeLoader(path, importer)
+        if (file === undefined) {
+          const resolved = await this.resolve(path, importer, { ...resolveOptions, skipSelf: true })
+          if (!resolved || resolved.external) return null
+          file = normalizePath(resolved.id)
+        }
         if (file.includes('?') || !isLoader(file)) return null
         // A loader: from here on the id has exactly one spelling, or it is refused.
         const { query } = parseId(source)
@@ -232,7 +240,11 @@ export default function vmd(options: VmdOptions = {}): Plugin {
         const result = await loadModule(id)
         if (config.command === 'build') {
           // `vite build --watch` rebuilds when any of these change; the daemon re-checks them.
-          for (const file of new Set([...result.watchFiles, ...result.dependencies])) this.addWatchFile(file)
+          for (const file of [...result.watchFiles, ...result.dependencies]) {
+            if (watchedInBuild.has(file)) continue
+            watchedInBuild.add(file)
+            this.addWatchFile(file)
+          }
         }
         // The loader's map is passed through as it came (an object or its JSON text).
         const map = (result.map ?? null) as SourceMapInput | null
@@ -267,6 +279,22 @@ export default function vmd(options: VmdOptions = {}): Plugin {
     async closeWatcher() {
       await stop()
     },
+  }
+
+  // `./data.vmd.py` next to a file on disk: the loader's real path, found without a round of
+  // every plugin's resolveId (hundreds of loader imports add up). Anything else, or a file
+  // that is not there, is left to Vite's resolver.
+  function relativeLoader(path: string, importer: string | undefined): string | undefined {
+    if (!importer || !(path.startsWith('./') || path.startsWith('../'))) return undefined
+    const from = importer.split('?', 1)[0]!
+    if (!isAbsolute(from)) return undefined
+    const file = resolve(dirname(from), path)
+    try {
+      const real = config.resolve.preserveSymlinks ? file : realpathSync(file)
+      return statSync(real).isFile() ? normalizePath(real) : undefined
+    } catch {
+      return undefined
+    }
   }
 
   function isLoaderId(id: string): boolean {
