@@ -1,79 +1,224 @@
 """Starting a worker process: the command line, environment and process group it gets.
 
-Kept apart from the pool (and light to import) so the daemon can start its first worker the
-moment it starts itself, before `initialize` arrives: the worker's interpreter start-up then
-overlaps the daemon's own instead of following it on every cold start.
+Kept apart from the pool, and cheap to import (no asyncio at import time), because the daemon
+starts its first worker before anything else: `python -m vmd serve` calls `start_early()` ahead
+of its own imports, so the worker's interpreter start-up overlaps the daemon's instead of
+following it, which is most of a cold start's latency (every `vite build` is one).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import site
+import subprocess
 import sys
+import threading
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import asyncio
+    from typing import Protocol
+
+    class _Writer(Protocol):
+        def write(self, data: bytes) -> None: ...
+        def is_closing(self) -> bool: ...
+
+    class WorkerProcess(Protocol):
+        """What the pool uses of a worker process (asyncio's Process has it)."""
+
+        @property
+        def pid(self) -> int: ...
+        @property
+        def returncode(self) -> int | None: ...
+        @property
+        def stdin(self) -> _Writer | None: ...
+        @property
+        def stdout(self) -> asyncio.StreamReader | None: ...
+        @property
+        def stderr(self) -> asyncio.StreamReader | None: ...
+        async def wait(self) -> int: ...
+
 
 _VMD_PARENT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+_early: tuple[subprocess.Popen[bytes], str] | None = None
+
+
+def worker_command() -> list[str]:
+    # -P (3.11+): do not put the cwd (the project root) first on sys.path, where a
+    # project's own `vmd` folder would shadow this package.
+    flags = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, *flags, "-m", "vmd.loader"]
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["VMD_DAEMON_PID"] = str(os.getpid())
+    if _VMD_PARENT not in _site_dirs():
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_VMD_PARENT, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def start_early() -> None:
+    """Start a worker in the current folder now, for the daemon's pool to adopt later."""
+    global _early
+    if _early is None:
+        cwd = os.getcwd()
+        _early = (_popen(cwd), cwd)
 
 
 async def start_worker(cwd: str) -> asyncio.subprocess.Process:
     """Start `python -m vmd.loader` in `cwd`, in its own session (so a timeout can kill the
     whole group), with the protocol on stdin/stdout and its logs on stderr."""
-    env = dict(os.environ)
-    env["VMD_DAEMON_PID"] = str(os.getpid())
-    if _VMD_PARENT not in _site_dirs():
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_VMD_PARENT, env.get("PYTHONPATH")) if p)
-    # -P (3.11+): do not put the cwd (the project root) first on sys.path, where a
-    # project's own `vmd` folder would shadow this package.
-    flags = ["-P"] if sys.version_info >= (3, 11) else []
+    import asyncio
+
     return await asyncio.create_subprocess_exec(
-        sys.executable,
-        *flags,
-        "-m",
-        "vmd.loader",
+        *worker_command(),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
         cwd=cwd,
-        env=env,
+        env=worker_env(),
     )
 
 
+def _popen(cwd: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        worker_command(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        cwd=cwd,
+        env=worker_env(),
+    )
+
+
+class _Adopted:
+    """A worker started with `subprocess.Popen` before the event loop, seen through asyncio
+    streams; a thread waits for its exit (as asyncio's own child watcher does)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        self.stdin: _PipeWriter | None = None
+        self.stdout: asyncio.StreamReader | None = None
+        self.stderr: asyncio.StreamReader | None = None
+        self._exited: asyncio.Future[int] | None = None
+
+    async def connect(self) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        popen = self._popen
+        assert popen.stdin and popen.stdout and popen.stderr
+        self.stdout = stdout = asyncio.StreamReader(loop=loop)
+        self.stderr = stderr = asyncio.StreamReader(loop=loop)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stderr), popen.stderr)
+        transport, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, popen.stdin)
+        self.stdin = _PipeWriter(transport)
+        exited: asyncio.Future[int] = loop.create_future()
+        self._exited = exited
+
+        def exit_with(code: int) -> None:
+            transport.close()
+            if not exited.done():
+                exited.set_result(code)
+
+        def wait() -> None:
+            code = popen.wait()
+            try:
+                loop.call_soon_threadsafe(exit_with, code)
+            except RuntimeError:  # the daemon's loop is already closed: nobody is waiting
+                pass
+
+        threading.Thread(target=wait, name=f"vmd-wait-{self.pid}", daemon=True).start()
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    async def wait(self) -> int:
+        import asyncio
+
+        assert self._exited is not None
+        return await asyncio.shield(self._exited)
+
+
+class _PipeWriter:
+    def __init__(self, transport: asyncio.WriteTransport) -> None:
+        self._transport = transport
+
+    def write(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
 class EarlyWorker:
-    """A worker process started before the pool exists, handed to the first pool that asks
-    for one in the same folder, and stopped by `close` otherwise."""
+    """The daemon's first worker process: the one `start_early()` started, or one started now.
+    Handed to the first pool that asks for a worker in the same folder; `close` stops it
+    otherwise."""
 
     def __init__(self, cwd: str) -> None:
-        self.cwd = cwd
-        self._task: asyncio.Task[asyncio.subprocess.Process] | None = asyncio.ensure_future(
-            start_worker(cwd)
-        )
-        self._task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        import asyncio
+
+        global _early
+        early, _early = _early, None
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._task: asyncio.Task[WorkerProcess] | None = None
+        if early is not None:
+            self._popen, self.cwd = early
+        else:
+            self.cwd = cwd
+            self._task = asyncio.ensure_future(start_worker(cwd))
+            self._task.add_done_callback(lambda t: t.cancelled() or t.exception())
         self._taken = False
 
-    def take(self, cwd: str) -> asyncio.Task[asyncio.subprocess.Process] | None:
-        """The process being started, if it was started in `cwd`; None otherwise. Once only."""
+    async def take(self, cwd: str) -> WorkerProcess | None:
+        """The process, if it was started in `cwd`; None otherwise. Once only."""
         if self._taken or os.path.realpath(self.cwd) != os.path.realpath(cwd):
             return None
         self._taken = True
-        return self._task
+        if self._popen is not None:
+            adopted = _Adopted(self._popen)
+            await adopted.connect()
+            return adopted
+        assert self._task is not None
+        return await self._task
 
     async def close(self) -> None:
-        """Stop it unless a pool took it. Its start is awaited, never cancelled: asyncio
-        cannot abandon a half-started subprocess without waiting for it to exit."""
-        task, self._task = self._task, None
-        if task is None or self._taken:
+        """Stop it unless a pool took it. An asyncio start is awaited, never cancelled:
+        asyncio cannot abandon a half-started subprocess without waiting for it to exit."""
+        import asyncio
+
+        if self._taken:
             return
+        self._taken = True
+        if self._popen is not None:
+            _killpg(self._popen.pid)
+            await asyncio.to_thread(self._popen.wait)
+            for pipe in (self._popen.stdin, self._popen.stdout, self._popen.stderr):
+                if pipe is not None:
+                    pipe.close()
+            return
+        assert self._task is not None
         try:
-            proc = await asyncio.shield(task)
+            proc = await self._task
         except Exception:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _killpg(proc.pid)
         await proc.wait()
+
+
+def _killpg(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _site_dirs() -> list[str]:

@@ -51,7 +51,7 @@ _REQUEUE = _Outcome("the worker went away before the run reached it: run it else
 class _Worker:
     """One worker process and what the daemon tracks about it."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: spawn.WorkerProcess) -> None:
         self.proc = proc
         self.pid = proc.pid
         self.loader = ""
@@ -152,10 +152,7 @@ class WorkerPool:
         """Start the warm spare worker (adopting `early` if it was started in our folder) and
         wait until it is ready."""
         if self._spare is None:
-            started = early.take(self._cwd) if early is not None else None
-            if early is not None and started is None:
-                self._in_background(early.close())  # started in another folder
-            self._spare = self._new_spare(started)
+            self._spare = self._new_spare(early)
         await asyncio.shield(self._spare)
 
     async def run(
@@ -276,10 +273,8 @@ class WorkerPool:
                 return worker
         raise RuntimeError(f"no worker process could start: {error}")
 
-    def _new_spare(
-        self, started: asyncio.Task[asyncio.subprocess.Process] | None = None
-    ) -> asyncio.Task[_Worker]:
-        task = asyncio.create_task(self._spawn(started))
+    def _new_spare(self, early: spawn.EarlyWorker | None = None) -> asyncio.Task[_Worker]:
+        task = asyncio.create_task(self._spawn(early))
         # A spare nobody takes (closing) must not log "exception was never retrieved".
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task
@@ -297,10 +292,12 @@ class WorkerPool:
             self._in_background(self._retire(worker))
             excess -= 1
 
-    async def _spawn(
-        self, started: asyncio.Task[asyncio.subprocess.Process] | None = None
-    ) -> _Worker:
-        proc = await (started if started is not None else spawn.start_worker(self._cwd))
+    async def _spawn(self, early: spawn.EarlyWorker | None = None) -> _Worker:
+        proc = await early.take(self._cwd) if early is not None else None
+        if early is not None and proc is None:
+            self._in_background(early.close())  # started in another folder
+        if proc is None:
+            proc = await spawn.start_worker(self._cwd)
         worker = _Worker(proc)
         self._live[worker.pid] = worker
         worker.tasks = [
