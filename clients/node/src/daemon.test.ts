@@ -46,6 +46,16 @@ describe('Daemon', () => {
     expect((error as Error).message).toContain(`\`${p.path('bare-python')} -m pip install vmd\``)
   })
 
+  test('a request a stuck daemon never answers fails with the method and the wait', async () => {
+    const p = project({ 'a.vmd.py': 'def load(ctx):\n    return ""\n' })
+    const d = daemon(p, { timeoutMs: 100, answerGraceMs: 200 })
+    await d.start()
+    process.kill(d.pid!, 'SIGSTOP') // the real daemon, frozen: it reads nothing, answers nothing
+    cleanups.push(() => void process.kill(d.pid!, 'SIGCONT'))
+    const error = await d.load(p.path('a.vmd.py')).catch((e: Error) => e)
+    expect((error as Error).message).toBe('vmd: no answer to vmd/load within 300 ms')
+  })
+
   test('a daemon speaking another protocol revision is refused with how to match versions', async () => {
     const p = project({})
     // The real daemon, told it speaks revision 99.

@@ -54,6 +54,8 @@ export interface DaemonOptions {
   onChanged?: (params: ChangedParams) => void
   /** Called when a daemon that died unexpectedly has been replaced and is ready. */
   onRestart?: () => void
+  /** A request still unanswered this long after `timeoutMs` fails (the daemon is stuck). Default: 10000. */
+  answerGraceMs?: number
   /** Restart a daemon that dies unexpectedly at once (with backoff), not only on the next request. */
   eagerRestart?: boolean
   logger?: DaemonLogger
@@ -98,7 +100,10 @@ const RESTART_DELAYS_MS = [50, 200, 500, 1000, 2000, 5000]
 const STABLE_AFTER_MS = 10_000
 const STDERR_TAIL = 4096
 
-type Pending = { reject: (error: Error) => void }
+type Pending = { reject: (error: Error) => void; method: string; deadline: number }
+// A request the daemon never answers fails after the loader timeout plus a grace; checked by one
+// sweep while requests are pending (not a timer per request: a build sends hundreds at once).
+const ANSWER_GRACE_MS = 10_000
 
 interface Session {
   child: ChildProcess
@@ -121,6 +126,7 @@ export class Daemon {
   #stopping = false
   #failures = 0
   #restartTimer: NodeJS.Timeout | undefined
+  #sweep: NodeJS.Timeout | undefined
   #stderrTail = ''
 
   constructor(options: DaemonOptions) {
@@ -176,33 +182,49 @@ export class Daemon {
   async #request<T>(method: string, params: object): Promise<T> {
     const session = await this.#start()
     return new Promise<T>((resolve, reject) => {
-      const pending: Pending = { reject }
+      const deadline = Date.now() + this.#answerWithinMs
+      const pending: Pending = { reject, method, deadline }
       this.#pending.add(pending)
       this.#ref(session)
+      this.#sweep ??= setInterval(() => this.#expire(), Math.min(1000, this.#answerWithinMs)).unref()
       const settle = (): void => {
         this.#pending.delete(pending)
-        if (this.#pending.size === 0) this.#unref(session)
+        if (this.#pending.size === 0) this.#idle(session)
       }
-      const timer = setTimeout(
-        () => reject(new Error(`vmd: no answer to ${method} within ${this.options.timeoutMs + 10_000} ms`)),
-        this.options.timeoutMs + 10_000,
-      )
-      timer.unref()
       session.connection.sendRequest<T>(method, params).then(
         (result) => {
-          clearTimeout(timer)
           settle()
           resolve(result)
         },
         (error: unknown) => {
           // The stream closed under us: `afterClose` rejects this with the exit reason.
           if (isConnectionLoss(error)) return
-          clearTimeout(timer)
           settle()
           reject(toError(error))
         },
       )
     })
+  }
+
+  get #answerWithinMs(): number {
+    return this.options.timeoutMs + (this.options.answerGraceMs ?? ANSWER_GRACE_MS)
+  }
+
+  #expire(): void {
+    const now = Date.now()
+    for (const pending of this.#pending) {
+      if (pending.deadline > now) continue
+      this.#pending.delete(pending)
+      pending.reject(new Error(`vmd: no answer to ${pending.method} within ${this.#answerWithinMs} ms`))
+    }
+    if (this.#pending.size === 0 && this.#current) this.#idle(this.#current)
+  }
+
+  // Nothing in flight: stop sweeping, and let Node exit if nothing else keeps it.
+  #idle(session: Session): void {
+    clearInterval(this.#sweep)
+    this.#sweep = undefined
+    this.#unref(session)
   }
 
   async #spawn(): Promise<Session> {
@@ -313,6 +335,8 @@ export class Daemon {
     const error = new Error(`vmd: the daemon stopped (${reason})${stderr && !this.#stopping ? `\n${stderr}` : ''}`)
     for (const pending of this.#pending) pending.reject(error)
     this.#pending.clear()
+    clearInterval(this.#sweep)
+    this.#sweep = undefined
     if (this.#stopping || this.#current !== session || !session.ready) return
     this.#session = undefined
     this.options.logger?.warn(`[vmd] the daemon stopped unexpectedly (${reason}); restarting`)

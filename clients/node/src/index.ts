@@ -69,6 +69,8 @@ export default function vmd(options: VmdOptions = {}): Plugin {
   const served = new Map<string, string | undefined>()
   // Files given to `addWatchFile` in this build: once each, not once per module.
   const watchedInBuild = new Set<string>()
+  // Build only: a loader file's real path, looked up once per build for all its queries.
+  const realInBuild = new Map<string, string | undefined>()
 
   function getDaemon(): Daemon {
     daemon ??= new Daemon({
@@ -188,6 +190,7 @@ export default function vmd(options: VmdOptions = {}): Plugin {
     // (and again for a later build, if a previous one stopped it).
     buildStart() {
       watchedInBuild.clear()
+      realInBuild.clear()
       if (config.command === 'build') getDaemon().start().catch(() => undefined)
     },
 
@@ -289,12 +292,16 @@ export default function vmd(options: VmdOptions = {}): Plugin {
     const from = importer.split('?', 1)[0]!
     if (!isAbsolute(from)) return undefined
     const file = resolve(dirname(from), path)
+    if (config.command === 'build' && realInBuild.has(file)) return realInBuild.get(file)
+    let found: string | undefined
     try {
-      const real = config.resolve.preserveSymlinks ? file : realpathSync(file)
-      return statSync(real).isFile() ? normalizePath(real) : undefined
+      const real = config.resolve.preserveSymlinks ? file : realpathSync.native(file)
+      found = statSync(real).isFile() ? normalizePath(real) : undefined
     } catch {
-      return undefined
+      found = undefined
     }
+    if (config.command === 'build') realInBuild.set(file, found)
+    return found
   }
 
   function isLoaderId(id: string): boolean {
