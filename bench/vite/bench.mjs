@@ -1,7 +1,8 @@
 // vite-plugin-vmd against the JavaScript original (baseline.mjs), side by side in one run.
 //
 //   node bench/vite/bench.mjs latency [--edits 100]     watched-file write -> regenerated module served
-//   node bench/vite/bench.mjs build [--modules 500] [--rounds 3]
+//   node bench/vite/bench.mjs build [--modules 500] [--rounds 3]       build() inside one Node process
+//   node bench/vite/bench.mjs build-cli [--modules 500] [--rounds 5]   `vite build` as a user runs it
 //   node bench/vite/bench.mjs memory [--edits 2000]      (runs both, each in its own process)
 //
 // Run from the repository root after ./scripts/test (or `npm ci` in clients/node and
@@ -125,13 +126,12 @@ async function latency() {
   console.log(`vmd / baseline (served, p50): ${ratio.toFixed(2)}x`)
 }
 
-async function buildBench() {
-  const n = Number(flag('modules', 500))
-  const rounds = Number(flag('rounds', 3))
+// One loader imported with N queries, and the baseline's JS loader doing the same.
+function buildProject(n) {
   const importsOf = (ext) =>
     Array.from({ length: n }, (_, i) => `import m${i} from './data.${ext}?n=${i}'`).join('\n') +
     `\nexport default [${Array.from({ length: n }, (_, i) => `m${i}`).join(',')}]\n`
-  const root = project({
+  return project({
     'package.json': '{"type":"module"}',
     'src/data.vmd.py': 'import vmd\ndef load(ctx):\n    n = int(ctx.query["n"])\n    return vmd.json_module({"n": n, "rows": [{"i": i, "sq": i * i} for i in range(20)]})\n',
     'src/data.loader.mjs':
@@ -139,6 +139,12 @@ async function buildBench() {
     'src/vmd.js': importsOf('vmd.py'),
     'src/baseline.js': importsOf('loader.mjs'),
   })
+}
+
+async function buildBench() {
+  const n = Number(flag('modules', 500))
+  const rounds = Number(flag('rounds', 3))
+  const root = buildProject(n)
   const one = async (entry, plugin) => {
     const t0 = performance.now()
     await build({
@@ -247,12 +253,49 @@ async function memory() {
   }
 }
 
+// `vite build` from the command line, a fresh Node process each time: what a user waits for.
+// Both configs are loaded natively (--configLoader native), as an installed plugin would be,
+// rather than bundled into the config by path.
+async function buildCli() {
+  const n = Number(flag('modules', 500))
+  const rounds = Number(flag('rounds', 5))
+  const root = buildProject(n)
+  const viteBin = join(clients, 'node_modules/vite/bin/vite.js')
+  const config = (name, importLine, call, entry) =>
+    writeFileSync(
+      join(root, `${name}.config.mjs`),
+      `${importLine}\nexport default { logLevel: 'silent', plugins: [${call}], build: { lib: { entry: '${entry}', formats: ['es'], fileName: 'out' }, outDir: 'out-${name}', minify: false } }\n`,
+    )
+  config('vmd', `import vmd from ${JSON.stringify(pathToFileURL(join(clients, 'dist/index.js')).href)}`, 'vmd()', 'src/vmd.js')
+  config('baseline', `import baseline from ${JSON.stringify(new URL('./baseline.mjs', import.meta.url).href)}`, 'baseline()', 'src/baseline.js')
+  const run = (name) =>
+    new Promise((resolve, reject) => {
+      const t0 = performance.now()
+      const child = spawn(process.execPath, [viteBin, 'build', '--configLoader', 'native', '-c', `${name}.config.mjs`], { cwd: root, stdio: 'ignore' })
+      child.on('exit', (code) => (code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${name}: vite build exited ${code}`))))
+    })
+  const times = { vmd: [], baseline: [] }
+  await run('vmd') // warm the disk cache and Python's bytecode for both
+  await run('baseline')
+  for (let r = 0; r < rounds; r++) {
+    times.vmd.push(await run('vmd'))
+    times.baseline.push(await run('baseline'))
+  }
+  rmSync(root, { recursive: true, force: true })
+  console.log(`\`vite build\` of ${n} virtual modules from the command line, ${rounds} rounds alternating (process wall time)`)
+  console.log('| implementation | median | min | max |')
+  console.log('|---|---|---|---|')
+  for (const [name, t] of Object.entries(times)) console.log(`| ${name} | ${ms(pct(t, 50))} | ${ms(Math.min(...t))} | ${ms(Math.max(...t))} |`)
+  console.log(`vmd / baseline (median): ${(pct(times.vmd, 50) / pct(times.baseline, 50)).toFixed(2)}x`)
+}
+
 const command = args[0]
 if (command === 'latency') await latency()
 else if (command === 'build') await buildBench()
+else if (command === 'build-cli') await buildCli()
 else if (command === 'memory') await memory()
 else {
-  console.error('usage: node bench/vite/bench.mjs latency|build|memory [--edits N] [--modules N] [--rounds N]')
+  console.error('usage: node bench/vite/bench.mjs latency|build|build-cli|memory [--edits N] [--modules N] [--rounds N]')
   process.exit(2)
 }
 void execFileSync
