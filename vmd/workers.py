@@ -254,11 +254,17 @@ class WorkerPool:
             return worker
 
     async def _take_spare(self) -> _Worker:
-        """Take the warm spare (starting its replacement at once); one retry if it failed."""
+        """Take the warm spare, or start a worker; one retry if it failed.
+
+        Serving, the spare is replaced at once, so a code change never waits for an
+        interpreter. A build changes no code and asks for all its loaders at once: a new
+        spare would only compete for the CPU with the build, so none is kept."""
         error: BaseException | None = None
         for _ in range(2):
             spare = self._spare
-            self._spare = None if self._closed else self._new_spare()
+            if spare is None and not self._closed:
+                spare = self._new_spare()
+            self._spare = self._new_spare() if self._mode == "serve" and not self._closed else None
             if spare is None:
                 continue
             try:

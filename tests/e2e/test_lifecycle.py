@@ -175,6 +175,24 @@ async def test_a_daemon_never_initialized_leaves_no_worker_behind(
     await eventually(lambda: not alive(early))
 
 
+async def test_a_build_keeps_one_worker_per_loader_and_no_spare(
+    project: Project, start_daemon: StartDaemon
+) -> None:
+    build = await start_daemon(options={"mode": "build"})
+    serve = await start_daemon()
+    for name in ("a", "b"):
+        project.write(f"{name}.vmd.py", WHERE)
+    pids = set()
+    for name in ("a", "b"):
+        pid, _ = exported(await build.load(str(project.root / f"{name}.vmd.py")))
+        pids.add(pid)
+        await serve.load(str(project.root / f"{name}.vmd.py"))
+    await asyncio.sleep(0.3)  # time enough for a replacement spare to appear, if one were made
+    assert build.worker_pids() == pids
+    # Serving keeps a warm spare next to the loaders' workers, for the next code change.
+    await eventually(lambda: len(serve.worker_pids()) == 3)
+
+
 async def test_vmd_requests_before_initialize_are_refused_with_32002(
     project: Project, start_daemon: StartDaemon
 ) -> None:
