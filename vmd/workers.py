@@ -141,6 +141,7 @@ class WorkerPool:
         self._live: dict[int, _Worker] = {}
         self._spare: asyncio.Task[_Worker] | None = None
         self._assign_lock = asyncio.Lock()
+        self._assigning: dict[str, asyncio.Future[_Worker]] = {}
         # Background retirements, kept so close() can finish them and nothing is collected early.
         self._background: set[asyncio.Task[None]] = set()
         self._seq = 0
@@ -231,27 +232,43 @@ class WorkerPool:
         if self._closed:
             raise LoaderCrashed("vmd is shutting down", id=id, file=loader, line=1)
         worker = self._workers.get(loader)
-        if worker is not None and worker.usable and not self._assign_lock.locked():
+        if worker is not None and worker.usable:
             self._workers.move_to_end(loader)
-            return worker  # the common case needs no lock: nothing is awaited
-        async with self._assign_lock:
+            return worker
+        # Every run of a loader that has no worker yet waits for the same assignment (a build's
+        # hundreds of first runs wake together, not one after another behind a lock).
+        assigning = self._assigning.get(loader)
+        if assigning is None:
+            assigning = self._assigning[loader] = asyncio.ensure_future(self._assign(loader))
+            assigning.add_done_callback(lambda f: self._assigned(loader, f))
+        try:
+            return await asyncio.shield(assigning)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise LoaderCrashed(
+                f"could not start a worker process: {exc}", id=id, file=loader, line=1
+            ) from exc
+
+    async def _assign(self, loader: str) -> _Worker:
+        async with self._assign_lock:  # one spare taken at a time
             worker = self._workers.get(loader)
             if worker is not None and worker.usable:
-                self._workers.move_to_end(loader)
                 return worker
             if worker is not None:
                 del self._workers[loader]
-            try:
-                worker = await self._take_spare()
-            except Exception as exc:
-                raise LoaderCrashed(
-                    f"could not start a worker process: {exc}", id=id, file=loader, line=1
-                ) from exc
+            worker = await self._take_spare()
             worker.loader = loader
             worker.send(ipc.Assign(roots=self._roots, loader=loader, mode=self._mode))
             self._workers[loader] = worker
             self._evict()
             return worker
+
+    def _assigned(self, loader: str, future: asyncio.Future[_Worker]) -> None:
+        if self._assigning.get(loader) is future:
+            del self._assigning[loader]
+        if not future.cancelled():
+            future.exception()  # retrieved: the waiters that are left report it
 
     async def _take_spare(self) -> _Worker:
         """Take the warm spare, or start a worker; one retry if it failed.

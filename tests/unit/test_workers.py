@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from vmd import spawn
 from vmd.errors import LoaderCrashed, LoaderTimeout
 
 if TYPE_CHECKING:
@@ -66,6 +67,32 @@ async def test_runs_reuse_the_worker_of_their_loader(workers: Workers) -> None:
     assert first.ok
     assert (await workers.run(loader, "x=1")).code == first.code
     assert int(first.code) != os.getpid()
+
+
+async def test_a_loader_with_a_worker_runs_while_another_loaders_worker_starts(
+    workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = workers.write("a.vmd.py", PID_LOADER)
+    b = workers.write("b.vmd.py", PID_LOADER)
+    spare = workers.write("spare.vmd.py", PID_LOADER)
+    assert (await workers.run(a)).ok  # a has its worker; a replacement spare is starting
+    # Hold back every worker process started from now on.
+    release = asyncio.Event()
+    real_start = spawn.start_worker
+
+    async def held_start(cwd: str) -> asyncio.subprocess.Process:
+        await release.wait()
+        return await real_start(cwd)
+
+    monkeypatch.setattr(spawn, "start_worker", held_start)
+    assert (await workers.run(spare)).ok  # takes that spare: b's first run must wait for one
+    b_run = asyncio.ensure_future(workers.run(b))
+    await asyncio.sleep(0.1)
+    assert not b_run.done()
+    # a's runs do not queue behind b's assignment.
+    assert (await asyncio.wait_for(workers.run(a, "again=1"), 2)).ok
+    release.set()
+    assert (await b_run).ok
 
 
 async def test_concurrent_runs_on_one_worker_are_serialised(workers: Workers) -> None:
