@@ -198,10 +198,16 @@ class Service:
             return False
         events: list[FileEvent] = []
         reason: ChangeReason = "watch"
-        folders = False
+        folders = [p for p in changed if p in rec.watched and p not in rec.watched_files]
+        if len(folders) == len(changed) and not self._glob_diff(rec):
+            # Only a folder a glob walks changed (an editor's temporary file came and went, a
+            # file the globs do not match): nothing the loader sees did. Remember the folder
+            # as it is now, so the next load is served from memory again.
+            for path in folders:
+                rec.watched[path] = globs.signature(path)
+            return False
         for path in changed:
-            if path in rec.watched and path not in rec.watched_files:
-                folders = True
+            if path in folders:
                 continue
             if rec.is_code(path):
                 reason = "code"

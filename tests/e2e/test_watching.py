@@ -91,6 +91,22 @@ async def test_deleting_a_watched_file_reports_unlink(project: Project, daemon: 
     assert result["watchFiles"] == [project.path("src/data/a.txt")]
 
 
+async def test_a_file_the_globs_do_not_match_changes_nothing(
+    project: Project, daemon: Daemon
+) -> None:
+    project.write("src/data/a.txt", "one")
+    loader = texts_loader(project)
+    first = await daemon.load(loader)
+    mark = daemon.mark()
+    # In the folder the glob walks, but not matched (an editor's swap file, say): the load
+    # racing the watcher sees the folder change and must not take it for a change of inputs.
+    project.write("src/data/.a.txt.swp", "x")
+    assert (await daemon.load(loader))["version"] == first["version"]
+    await daemon.quiet()
+    assert daemon.notifications("vmd/changed", since=mark) == []
+    assert (await daemon.load(loader))["version"] == first["version"]
+
+
 async def test_atomic_save_serves_the_new_content(project: Project, daemon: Daemon) -> None:
     data = project.write("src/data/a.txt", "one")
     loader = texts_loader(project)
