@@ -91,7 +91,7 @@ async def test_deleting_a_watched_file_reports_unlink(project: Project, daemon: 
     assert result["watchFiles"] == [project.path("src/data/a.txt")]
 
 
-async def test_a_file_the_globs_do_not_match_changes_nothing(
+async def test_a_load_racing_the_watcher_ignores_a_file_the_globs_do_not_match(
     project: Project, daemon: Daemon
 ) -> None:
     project.write("src/data/a.txt", "one")
