@@ -402,7 +402,7 @@ async def _watch_parent(pid: int, server: VmdServer) -> None:
 async def _serve(in_fd: int, out_fd: int) -> int:
     server = VmdServer()
     # Its interpreter starts while we read `initialize` and import the rest of the daemon.
-    server.early = early = EarlyWorker(os.getcwd())
+    server.early = early = EarlyWorker()
     await server.conn.open(in_fd, out_fd)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -60,11 +60,17 @@ def worker_env() -> dict[str, str]:
 
 
 def start_early() -> None:
-    """Start a worker in the current folder now, for the daemon's pool to adopt later."""
+    """Start a worker in the current folder now, for the daemon's pool to adopt later.
+
+    Never fails: without it (no current folder, no processes left) the pool starts one later,
+    and says why if that fails too."""
     global _early
     if _early is None:
-        cwd = os.getcwd()
-        _early = (_popen(cwd), cwd)
+        try:
+            cwd = os.getcwd()
+            _early = (_popen(cwd), cwd)
+        except OSError:
+            pass
 
 
 async def start_worker(cwd: str) -> asyncio.subprocess.Process:
@@ -163,24 +169,28 @@ class EarlyWorker:
     Handed to the first pool that asks for a worker in the same folder; `close` stops it
     otherwise."""
 
-    def __init__(self, cwd: str) -> None:
+    def __init__(self) -> None:
         import asyncio
 
         global _early
         early, _early = _early, None
         self._popen: subprocess.Popen[bytes] | None = None
         self._task: asyncio.Task[WorkerProcess] | None = None
+        self.cwd = ""
+        self._taken = False
         if early is not None:
             self._popen, self.cwd = early
         else:
-            self.cwd = cwd
-            self._task = asyncio.ensure_future(start_worker(cwd))
+            try:
+                self.cwd = os.getcwd()
+            except OSError:  # no current folder: the pool starts a worker in the root later
+                return
+            self._task = asyncio.ensure_future(start_worker(self.cwd))
             self._task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        self._taken = False
 
     async def take(self, cwd: str) -> WorkerProcess | None:
         """The process, if it was started in `cwd`; None otherwise. Once only."""
-        if self._taken or os.path.realpath(self.cwd) != os.path.realpath(cwd):
+        if self._taken or not self.cwd or os.path.realpath(self.cwd) != os.path.realpath(cwd):
             return None
         self._taken = True
         if self._popen is not None:
@@ -205,7 +215,8 @@ class EarlyWorker:
                 if pipe is not None:
                     pipe.close()
             return
-        assert self._task is not None
+        if self._task is None:
+            return
         try:
             proc = await self._task
         except Exception:

@@ -175,6 +175,28 @@ async def test_a_daemon_never_initialized_leaves_no_worker_behind(
     await eventually(lambda: not alive(early))
 
 
+async def test_a_daemon_started_in_a_folder_that_is_gone_still_serves_loaders(
+    project: Project, tmp_path: Path
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    proc = await asyncio.create_subprocess_exec(
+        "sh", "-c", f'cd "{gone}" && rmdir "{gone}" && exec "{sys.executable}" -m vmd serve',
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=ENV,
+        start_new_session=True,
+    )
+    daemon = Daemon(proc)
+    try:
+        await daemon.call("initialize", initialize_params(project.root))
+        daemon.notify("initialized", {})
+        _, cwd = exported(await daemon.load(project.write("a.vmd.py", WHERE)))
+        assert cwd == str(project.root)
+    finally:
+        await daemon.close()
+
+
 async def test_a_build_keeps_one_worker_per_loader_and_no_spare(
     project: Project, start_daemon: StartDaemon
 ) -> None:
