@@ -148,6 +148,19 @@ async def test_the_first_worker_starts_before_initialize_and_runs_the_first_load
     assert (pid, cwd) == (early, str(project.root))
 
 
+async def test_a_first_worker_killed_before_initialize_is_replaced(
+    project: Project, start_daemon: StartDaemon
+) -> None:
+    daemon = await start_daemon(initialize=False, cwd=project.root)
+    await eventually(lambda: len(daemon.worker_pids()) == 1)
+    (early,) = daemon.worker_pids()
+    os.kill(early, signal.SIGKILL)
+    await daemon.call("initialize", initialize_params(project.root))
+    daemon.notify("initialized", {})
+    pid, cwd = exported(await daemon.load(project.write("a.vmd.py", WHERE)))
+    assert pid != early and cwd == str(project.root)
+
+
 async def test_a_daemon_started_outside_the_root_runs_loaders_in_the_root(
     project: Project, start_daemon: StartDaemon, tmp_path: Path
 ) -> None:
