@@ -296,9 +296,10 @@ def initialize_params(
     return params
 
 
-async def spawn_daemon(cwd: Path | None = None) -> Daemon:
+async def spawn_daemon(cwd: Path | None = None, argv: list[str] | None = None) -> Daemon:
+    """`python -m vmd serve` (or `argv`, a launcher that ends up running it) on framed pipes."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vmd", "serve",
+        *(argv or [sys.executable, "-m", "vmd", "serve"]),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         env=ENV,

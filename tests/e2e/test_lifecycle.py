@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from harness import (
-    ENV,
     Daemon,
     Project,
     StartDaemon,
@@ -19,6 +18,7 @@ from harness import (
     eventually,
     exported,
     initialize_params,
+    spawn_daemon,
 )
 
 from vmd import __version__
@@ -95,15 +95,11 @@ async def test_sigterm_exits_and_stops_every_worker(project: Project, daemon: Da
 async def test_daemon_exits_when_the_client_process_dies(project: Project) -> None:
     # The client is an intermediate process whose child is the daemon. The daemon's pipes are
     # inherited from this test, which keeps them open: only the processId watch can notice.
-    launcher = await asyncio.create_subprocess_exec(
+    daemon = await spawn_daemon(argv=[
         sys.executable, "-c",
         "import subprocess, sys; subprocess.run([sys.executable, '-m', 'vmd', 'serve'])",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        env=ENV,
-        start_new_session=True,
-    )
-    daemon = Daemon(launcher)
+    ])
+    launcher = daemon.proc
     try:
         await daemon.call("initialize", initialize_params(project.root, process_id=launcher.pid))
         daemon.notify("initialized", {})
@@ -135,29 +131,37 @@ async def test_workers_die_when_the_daemon_is_killed(project: Project, daemon: D
 WHERE = "import os, vmd\ndef load(ctx):\n    return vmd.json_module([os.getpid(), os.getcwd()])\n"
 
 
+async def first_worker(daemon: Daemon) -> int:
+    """The pid of the worker a daemon starts with itself, before any handshake."""
+    await eventually(lambda: len(daemon.worker_pids()) == 1)
+    (pid,) = daemon.worker_pids()
+    return pid
+
+
+async def where_it_runs(project: Project, daemon: Daemon) -> tuple[int, str]:
+    """Initialize on the project, load a loader; the pid and cwd it ran with."""
+    await daemon.call("initialize", initialize_params(project.root))
+    daemon.notify("initialized", {})
+    pid, cwd = exported(await daemon.load(project.write("a.vmd.py", WHERE)))
+    return pid, cwd
+
+
 async def test_the_first_worker_starts_before_initialize_and_runs_the_first_loader(
     project: Project, start_daemon: StartDaemon
 ) -> None:
     daemon = await start_daemon(initialize=False, cwd=project.root)
     # Its interpreter starts with the daemon's, not after the handshake.
-    await eventually(lambda: len(daemon.worker_pids()) == 1)
-    (early,) = daemon.worker_pids()
-    await daemon.call("initialize", initialize_params(project.root))
-    daemon.notify("initialized", {})
-    pid, cwd = exported(await daemon.load(project.write("a.vmd.py", WHERE)))
-    assert (pid, cwd) == (early, str(project.root))
+    early = await first_worker(daemon)
+    assert await where_it_runs(project, daemon) == (early, str(project.root))
 
 
 async def test_a_first_worker_killed_before_initialize_is_replaced(
     project: Project, start_daemon: StartDaemon
 ) -> None:
     daemon = await start_daemon(initialize=False, cwd=project.root)
-    await eventually(lambda: len(daemon.worker_pids()) == 1)
-    (early,) = daemon.worker_pids()
+    early = await first_worker(daemon)
     os.kill(early, signal.SIGKILL)
-    await daemon.call("initialize", initialize_params(project.root))
-    daemon.notify("initialized", {})
-    pid, cwd = exported(await daemon.load(project.write("a.vmd.py", WHERE)))
+    pid, cwd = await where_it_runs(project, daemon)
     assert pid != early and cwd == str(project.root)
 
 
@@ -167,11 +171,8 @@ async def test_a_daemon_started_outside_the_root_runs_loaders_in_the_root(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     daemon = await start_daemon(initialize=False, cwd=elsewhere)
-    await eventually(lambda: len(daemon.worker_pids()) == 1)
-    (early,) = daemon.worker_pids()
-    await daemon.call("initialize", initialize_params(project.root))
-    daemon.notify("initialized", {})
-    pid, cwd = exported(await daemon.load(project.write("a.vmd.py", WHERE)))
+    early = await first_worker(daemon)
+    pid, cwd = await where_it_runs(project, daemon)
     assert cwd == str(project.root) and pid != early
     await eventually(lambda: not alive(early))  # started in the wrong folder: stopped
 
@@ -180,8 +181,7 @@ async def test_a_daemon_never_initialized_leaves_no_worker_behind(
     project: Project, start_daemon: StartDaemon
 ) -> None:
     daemon = await start_daemon(initialize=False, cwd=project.root)
-    await eventually(lambda: len(daemon.worker_pids()) == 1)
-    (early,) = daemon.worker_pids()
+    early = await first_worker(daemon)
     assert daemon.proc.stdin is not None
     daemon.proc.stdin.close()
     await daemon.wait_exit()
@@ -193,18 +193,11 @@ async def test_a_daemon_started_in_a_folder_that_is_gone_still_serves_loaders(
 ) -> None:
     gone = tmp_path / "gone"
     gone.mkdir()
-    proc = await asyncio.create_subprocess_exec(
+    daemon = await spawn_daemon(argv=[
         "sh", "-c", f'cd "{gone}" && rmdir "{gone}" && exec "{sys.executable}" -m vmd serve',
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        env=ENV,
-        start_new_session=True,
-    )
-    daemon = Daemon(proc)
+    ])
     try:
-        await daemon.call("initialize", initialize_params(project.root))
-        daemon.notify("initialized", {})
-        _, cwd = exported(await daemon.load(project.write("a.vmd.py", WHERE)))
+        _, cwd = await where_it_runs(project, daemon)
         assert cwd == str(project.root)
     finally:
         await daemon.close()
