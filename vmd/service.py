@@ -199,7 +199,8 @@ class Service:
         events: list[FileEvent] = []
         reason: ChangeReason = "watch"
         folders = [p for p in changed if p in rec.watched and p not in rec.watched_files]
-        if len(folders) == len(changed) and not self._glob_diff(rec):
+        diff = self._glob_diff(rec) if folders else []
+        if len(folders) == len(changed) and not diff:
             # Only a folder a glob walks changed (an editor's temporary file came and went, a
             # file the globs do not match): nothing the loader sees did. Remember the folder
             # as it is now, so the next load is served from memory again.
@@ -215,8 +216,7 @@ class Service:
             ev = rec.event_for(path, globs.signature(path))
             if ev is not None:
                 events.append(ev)
-        if folders:
-            events.extend(e for e in self._glob_diff(rec) if e not in events)
+        events.extend(e for e in diff if e not in events)
         # In build mode nothing is watched and nobody awaits hot updates: a change found by
         # this re-check only makes the load that found it re-run, silently.
         self.mark_stale(rec, reason, events, notify=self.watcher is not None)
