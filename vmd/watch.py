@@ -121,7 +121,9 @@ class Watcher:
     # -- internals ---------------------------------------------------------------------------
 
     def _set_targets(self, targets: frozenset[tuple[str, bool]]) -> None:
-        if self._closed:
+        # The same targets need no new resolution (every run ends by setting them): what the
+        # file system does to the answer arrives as events on the sensitive paths.
+        if self._closed or targets == self._targets:
             return
         self._targets = targets
         self._schedule_sync()
