@@ -1,6 +1,7 @@
 // `vite build` and `vite build --watch` with a real daemon: build mode, failures, watch
 // rebuilds, and a process that exits by itself leaving no Python behind.
 import { spawn } from 'node:child_process'
+import { chmodSync, readFileSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { afterEach, describe, expect, test } from 'vitest'
 import { build, version } from 'vite'
@@ -91,6 +92,30 @@ describe('vite build', () => {
     expect(failed.code).not.toBe(0)
     expect(failed.output).toContain("KeyError: 'missing'")
     expect(failed.output).toContain(`${p.path('src/users.vmd.py')}:2`)
+    expect(daemonsIn(p.root)).toEqual([])
+  })
+
+  test('an app build (client and SSR) starts one daemon per environment and prints no daemon chatter', async () => {
+    // A wrapper interpreter that counts the daemons started.
+    const wrapper = `#!/bin/sh\necho started >> "$(dirname "$0")/daemons.log"\nexec ${process.env.VMD_PYTHON} "$@"\n`
+    const appConfig = `import vmd from ${JSON.stringify(distUrl)}
+export default {
+  logLevel: 'warn',
+  plugins: [vmd({ python: ${JSON.stringify('./python-wrapper')} })],
+  builder: {},
+  environments: {
+    client: { build: { outDir: 'out/client', rollupOptions: { input: 'src/main.js' } } },
+    ssr: { build: { outDir: 'out/ssr', ssr: 'src/main.js' } },
+  },
+}
+`
+    const p = project({ ...usersProject, 'vite.config.mjs': appConfig, 'python-wrapper': wrapper })
+    chmodSync(p.path('python-wrapper'), 0o755)
+    const result = await run(['build', '--app'], p.root)
+    expect(result.code, result.output).toBe(0)
+    expect(result.output).not.toContain('[vmd]')
+    expect(readFileSync(p.path('out/ssr/main.js'), 'utf8')).toContain('build')
+    expect(readFileSync(p.path('daemons.log'), 'utf8').trim().split('\n')).toHaveLength(2)
     expect(daemonsIn(p.root)).toEqual([])
   })
 

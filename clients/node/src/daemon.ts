@@ -230,7 +230,9 @@ export class Daemon {
   async #spawn(): Promise<Session> {
     const { python, root, mode, include, timeoutMs } = this.options
     this.#stderrTail = ''
-    const child = spawn(python, ['-m', 'vmd', 'serve'], {
+    // Only the daemon's warnings and errors on stderr (each becomes a Vite warning); what
+    // loaders print arrives as window/logMessage.
+    const child = spawn(python, ['-m', 'vmd', 'serve', '--log-level', 'warning'], {
       cwd: root,
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...process.env, PYTHONUNBUFFERED: '1' },

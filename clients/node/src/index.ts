@@ -183,7 +183,10 @@ export default function vmd(options: VmdOptions = {}): Plugin {
     configResolved(resolved) {
       config = resolved
       isLoader = createFilter(include, null, { resolve: config.root })
-      if (config.command === 'build') getDaemon().start().catch(() => undefined)
+      // A plain build starts the daemon now, while Vite sets the build up. Vite's app builder
+      // (`vite build --app`) resolves one config for itself and one per environment, each with
+      // its own plugin instance: only those that build start one, in buildStart.
+      if (config.command === 'build' && !config.builder) getDaemon().start().catch(() => undefined)
     },
 
     // Build: start the daemon as soon as the config is known, while Vite sets the build up
