@@ -73,9 +73,9 @@ def start_early() -> None:
             pass
 
 
-async def start_worker(cwd: str) -> asyncio.subprocess.Process:
-    """Start `python -m vmd.loader` in `cwd`, in its own session (so a timeout can kill the
-    whole group), with the protocol on stdin/stdout and its logs on stderr."""
+async def start_worker(cwd: str | None) -> asyncio.subprocess.Process:
+    """Start `python -m vmd.loader` in `cwd` (None: ours), in its own session (so a timeout
+    can kill the whole group), with the protocol on stdin/stdout and its logs on stderr."""
     import asyncio
 
     return await asyncio.create_subprocess_exec(
@@ -188,9 +188,11 @@ class EarlyWorker:
             self._task = asyncio.ensure_future(start_worker(self.cwd))
             self._task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
-    async def take(self, cwd: str) -> WorkerProcess | None:
-        """The process, if it was started in `cwd`; None otherwise. Once only."""
-        if self._taken or not self.cwd or os.path.realpath(self.cwd) != os.path.realpath(cwd):
+    async def take(self, cwd: str | None) -> WorkerProcess | None:
+        """The process, if it was started in `cwd` (None: anywhere); None otherwise. Once only."""
+        if self._taken or not self.cwd:
+            return None
+        if cwd is not None and os.path.realpath(self.cwd) != os.path.realpath(cwd):
             return None
         self._taken = True
         if self._popen is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import re
 import signal
 from collections.abc import Callable
@@ -56,7 +55,7 @@ class WorkerPool:
         on_reload: Callable[[str, Any], None],
     ) -> None:
         self._roots = list(roots)
-        self._cwd = roots[0] if roots else os.getcwd()
+        self._cwd = roots[0] if roots else None  # no root: where the daemon runs
         self._locality = Locality(roots)
         self._mode: Any = mode
         self._timeout_ms = timeout_ms
