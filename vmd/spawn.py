@@ -211,7 +211,7 @@ class EarlyWorker:
             return
         self._taken = True
         if self._popen is not None:
-            _killpg(self._popen.pid)
+            killpg(self._popen.pid)
             await asyncio.to_thread(self._popen.wait)
             for pipe in (self._popen.stdin, self._popen.stdout, self._popen.stderr):
                 if pipe is not None:
@@ -223,11 +223,12 @@ class EarlyWorker:
             proc = await self._task
         except Exception:
             return
-        _killpg(proc.pid)
+        killpg(proc.pid)
         await proc.wait()
 
 
-def _killpg(pid: int) -> None:
+def killpg(pid: int) -> None:
+    """SIGKILL a worker's whole process group (what its loader spawned too), if still there."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

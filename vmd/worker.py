@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -105,12 +103,8 @@ class Worker:
         return True
 
     def killpg(self) -> None:
-        if self.group_gone:
-            return
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if not self.group_gone:
+            spawn.killpg(self.pid)
 
     # -- runs ------------------------------------------------------------------------------
 
