@@ -79,6 +79,19 @@ class ClientInfo(msgspec.Struct, rename="camel"):
     initialization_options: Any = None
 
 
+class FileChange(msgspec.Struct):
+    """One entry of LSP `workspace/didChangeWatchedFiles`; the daemon stats the file itself,
+    so the change's `type` is not needed."""
+
+    uri: str
+
+
+class WatchedFilesParams(msgspec.Struct):
+    changes: list[FileChange]
+
+
+DID_CHANGE_WATCHED_FILES = "workspace/didChangeWatchedFiles"
+_watched_files = msgspec.json.Decoder(WatchedFilesParams)
 _envelope = msgspec.json.Decoder(Envelope)
 _encoder = msgspec.json.Encoder()
 _decoders: dict[str, msgspec.json.Decoder[Any]] = {
@@ -156,6 +169,8 @@ class VmdServer:
             self._error(msg_id, METHOD_NOT_FOUND, f"unknown method {method}")
         elif method.startswith("vmd/") or self.service is None:
             log.warning("ignored notification %s", method)
+        elif method == DID_CHANGE_WATCHED_FILES and not msg_id:
+            self._on_watched_files(env.params)
         else:
             self.lsp.handle(body)
 
@@ -224,6 +239,17 @@ class VmdServer:
         if self.service is not None:
             await self.service.close()
         self._result(msg_id, b"null")
+
+    def _on_watched_files(self, raw: msgspec.Raw) -> None:
+        """A client's watcher saw files change: a hint that may come sooner than ours."""
+        try:
+            params = _watched_files.decode(raw if raw else b"null")
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            log.warning("%s: invalid params: %s", DID_CHANGE_WATCHED_FILES, exc)
+            return
+        paths = {p for change in params.changes if (p := _path(change.uri))}
+        if paths and self.service is not None:
+            self.service.on_hint(paths)
 
     # -- vmd/* -----------------------------------------------------------------------------
 

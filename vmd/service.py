@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import posixpath
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from vmd import globs
@@ -169,7 +170,9 @@ class Service:
                 ev = rec.event_for(path, now)
                 if ev is None:
                     continue
-                if kind == "code":
+                if kind == "code" and rec.running is None:
+                    # A run under way may have seen this very change (a client's hint came
+                    # first): _still_dirty compares with what it saw before replacing its worker.
                     self._bump(rec.loader)
                 reasons, events = per_record.setdefault(rec, (set(), []))
                 reasons.add(kind)
@@ -188,6 +191,16 @@ class Service:
             for reason in reasons:
                 rec.reasons.add(reason)
             self.mark_stale(rec, max(reasons, key=rank), events)
+
+    def on_hint(self, paths: set[str]) -> None:
+        """A client's own watcher saw `paths` change (LSP `workspace/didChangeWatchedFiles`).
+
+        Often sooner than ours, which waits for a quiet step. Treated like our watcher's report,
+        so a change reported by both counts once: signatures decide."""
+        if self.watcher is None:
+            return
+        if paths := worth_a_hint(paths):
+            self.on_paths_changed(paths)
 
     def recheck(self, rec: Record) -> bool:
         """Stat what `rec` depends on; if anything changed, mark it stale. True if it did.
@@ -289,11 +302,9 @@ class Service:
         for path in list(rec.pending):
             if rec.tracks(path) and globs.signature(path) == rec.known(path):
                 del rec.pending[path]
-        if rec.pending:
-            return True
-        changed = self.store.changed_paths(rec, globs.signature)
+        changed = [*rec.pending, *self.store.changed_paths(rec, globs.signature)]
         if any(rec.is_code(path) for path in changed):
-            self._bump(rec.loader)  # not reported by the watcher yet: the rerun needs new code
+            self._bump(rec.loader)  # code the run did not see: the rerun needs a fresh worker
         return bool(changed)
 
     async def _run_once(self, rec: Record) -> None:
@@ -364,6 +375,17 @@ class Service:
             if path.startswith(root + "/"):
                 return path[len(root) + 1 :]
         return path
+
+
+def worth_a_hint(paths: Iterable[str]) -> set[str]:
+    """The paths of a client's hint to act on now (normalised): all but empty files, which an
+    editor may have truncated and not written yet; our own watcher reports their final state."""
+    out: set[str] = set()
+    for path in paths:
+        sig = globs.signature(path)
+        if sig is None or sig[1] > 0 or os.path.isdir(path):
+            out.add(posixpath.normpath(path))
+    return out
 
 
 def _relative(path: str, folder: str) -> str:
