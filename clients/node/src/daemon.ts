@@ -61,6 +61,16 @@ export interface DaemonOptions {
   logger?: DaemonLogger
 }
 
+/** A file a watcher saw change. */
+export interface FileChange {
+  path: string
+  type: 'add' | 'change' | 'unlink'
+}
+
+// LSP's FileChangeType.
+const CHANGE_TYPES = { add: 1, change: 2, unlink: 3 } as const
+const DID_CHANGE_WATCHED_FILES = 'workspace/didChangeWatchedFiles'
+
 /** A request the daemon answered with a JSON-RPC error. */
 export class DaemonRequestError extends Error {
   readonly code: number
@@ -151,6 +161,19 @@ export class Daemon {
   /** `vmd/invalidate`: drop cached output of one module or of everything depending on a file. */
   invalidate(params: InvalidateParams): Promise<InvalidateResult> {
     return this.#request<InvalidateResult>(INVALIDATE, params)
+  }
+
+  /**
+   * Tell a running daemon that files changed (LSP `workspace/didChangeWatchedFiles`), as soon
+   * as the caller's own watcher saw it: the daemon's watcher waits for a quiet step first. The
+   * daemon stats each file, so a change it also hears of itself still counts once. Does
+   * nothing while no daemon is running.
+   */
+  filesChanged(changes: FileChange[]): void {
+    const session = this.#current
+    if (!session?.ready || session.closed || changes.length === 0) return
+    const params = { changes: changes.map(({ path, type }) => ({ uri: pathToFileURL(path).href, type: CHANGE_TYPES[type] })) }
+    session.connection.sendNotification(DID_CHANGE_WATCHED_FILES, params).catch(() => undefined)
   }
 
   /** The daemon's process id, once one is running and initialized. */

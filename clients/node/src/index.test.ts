@@ -1,11 +1,11 @@
 // The plugin in a real Vite dev server with a real daemon: resolving, loading, HMR in every
 // environment, errors, restart and shutdown.
-import { symlinkSync } from 'node:fs'
+import { statSync, symlinkSync } from 'node:fs'
 import { afterEach, describe, expect, test } from 'vitest'
 import { createServer } from 'vite'
 import type { HotPayload, ViteDevServer } from 'vite'
 import vmd from './index.js'
-import { alive, daemonsIn, descendants, makeProject, usersProject, waitFor } from './test/project.js'
+import { alive, daemonsIn, descendants, makeProject, usersProject, waitFor, writeUnseen } from './test/project.js'
 import type { Project } from './test/project.js'
 
 const cleanups: (() => Promise<void> | void)[] = []
@@ -129,6 +129,28 @@ describe('dev server', () => {
     ])
     expect(payloads.filter((p) => p.type === 'full-reload')).toEqual([])
     expect((await ssrUsers(server)).users.names).toEqual(['ada', 'grace'])
+  })
+
+  test("a change Vite's watcher reports reaches the daemon and the page updates once", async () => {
+    const { server, project, payloads } = await start()
+    await clientLoad(server, '/src/main.js')
+    await clientLoad(server, '/src/users.vmd.py')
+    await clientLoad(server, '/src/users.vmd.py?role=admin')
+    await new Promise((resolve) => setTimeout(resolve, 300)) // the daemon's watcher is live
+
+    const csv = project.path('data/a.csv')
+    writeUnseen(csv, project.read('data/a.csv').replace('alan', 'anna'))
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect(updatedPaths(payloads)).toEqual([]) // no watcher saw that write
+    // Stands in for Vite's watcher noticing it (inotify cannot report a write through mmap).
+    server.watcher.emit('change', csv, statSync(csv))
+    await waitFor(() => updatedPaths(payloads).length >= 2, 'two HMR updates')
+    expect(await clientLoad(server, '/src/users.vmd.py')).toContain('anna')
+
+    project.write('data/a.csv', 'name,role\nbarrier,admin\n')
+    await waitFor(() => updatedPaths(payloads).length >= 4, 'updates after the barrier')
+    expect(updatedPaths(payloads).filter((p) => p === '/src/users.vmd.py')).toHaveLength(2)
+    expect(await clientLoad(server, '/src/users.vmd.py')).toContain('barrier')
   })
 
   test('loader edits and helper edits each arrive once, as HMR, with the new code', async () => {

@@ -11,13 +11,16 @@ import { readFileSync, realpathSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, join, normalize, resolve } from 'node:path'
 import { createFilter, isFileLoadingAllowed, normalizePath } from 'vite'
 import type { Plugin, ResolvedConfig, Rollup, ViteDevServer } from 'vite'
+import { AheadLoads } from './ahead.js'
 import { Daemon, DaemonRequestError, defaultPython } from './daemon.js'
+import type { FileChange } from './daemon.js'
+import { Dependents } from './dependents.js'
 import { RefusedIdError, mentionsPython, parseId, parseRequestUrl, checkQuery } from './ids.js'
 import type { ChangedParams, LoadResult } from './protocol.js'
 
 export type { ChangedParams, LoadResult, LoaderErrorData, FileEvent } from './protocol.js'
 export { Daemon, DaemonRequestError, defaultPython } from './daemon.js'
-export type { DaemonOptions, DaemonLogger } from './daemon.js'
+export type { DaemonOptions, DaemonLogger, FileChange } from './daemon.js'
 
 /** Options of the vmd Vite plugin; every one has a default. */
 export interface VmdOptions {
@@ -69,6 +72,10 @@ export default function vmd(options: VmdOptions = {}): Plugin {
   const served = new Map<string, string | undefined>()
   // Files given to `addWatchFile` in this build: once each, not once per module.
   const watchedInBuild = new Set<string>()
+  // Dev only: which module depends on which file, and answers asked for before Vite asks
+  // (as soon as a change is seen, by Vite's watcher or reported by the daemon).
+  const dependents = new Dependents()
+  const ahead = new AheadLoads()
   // Build only: a loader file's real path, looked up once per build for all its queries.
   const realInBuild = new Map<string, string | undefined>()
 
@@ -99,8 +106,9 @@ export default function vmd(options: VmdOptions = {}): Plugin {
 
   // Invalidate the module in every environment (client, SSR, …) and let Vite send the HMR
   // update; `server.reloadModule` alone touches one environment and nothing with HMR off.
-  function onChanged({ id }: ChangedParams): void {
+  function onChanged({ id, version }: ChangedParams): void {
     if (!server) return
+    if (ahead.changed(id, version) && served.has(id)) askAhead(id)
     for (const environment of Object.values(server.environments)) {
       const mod = environment.moduleGraph.getModuleById(id)
       if (!mod) continue
@@ -114,6 +122,7 @@ export default function vmd(options: VmdOptions = {}): Plugin {
   async function resync(): Promise<void> {
     const running = daemon
     if (!running) return
+    ahead.clear() // versions start again with the new daemon
     await Promise.all(
       [...served].map(async ([id, code]) => {
         let now: string | undefined
@@ -139,13 +148,32 @@ export default function vmd(options: VmdOptions = {}): Plugin {
 
   async function loadModule(id: string): Promise<LoadResult> {
     try {
-      const result = await getDaemon().load(id)
+      const result = await ahead.take(id, () => getDaemon().load(id))
       served.set(id, result.code)
+      if (config.command === 'serve') dependents.set(id, [...result.watchFiles, ...result.dependencies])
       return result
     } catch (error) {
       served.set(id, undefined)
       throw toViteError(error, id, config.command)
     }
+  }
+
+  function askAhead(id: string): void {
+    const running = daemon
+    if (running) ahead.ask(id, () => running.load(id))
+  }
+
+  // Vite's watcher saw a file change that served modules depend on. It usually hears of it
+  // before the daemon's watcher, which waits for a quiet moment: tell the daemon, and ask for
+  // the modules right away, so the re-run starts and its answer is on the way sooner. The
+  // daemon stats the file, so a change it also hears of itself counts once. An empty file is
+  // left to the daemon's watcher (an editor may have truncated it and not written it yet).
+  function onViteWatcher(type: FileChange['type'], file: string, stats?: { size: number }): void {
+    const ids = dependents.of(file)
+    if (ids.length === 0 || !daemon) return
+    daemon.filesChanged([{ path: file, type }])
+    if (type !== 'unlink' && stats?.size === 0) return
+    for (const id of ids) askAhead(id)
   }
 
   // Dev-server requests naming a Python file are checked before any of Vite's middlewares:
@@ -201,6 +229,9 @@ export default function vmd(options: VmdOptions = {}): Plugin {
       server = devServer
       // Start the daemon while Vite finishes starting; a failure surfaces on the first load.
       getDaemon().start().catch(() => undefined)
+      for (const type of ['change', 'add', 'unlink'] as const) {
+        devServer.watcher.on(type, (file: string, stats?: { size: number }) => onViteWatcher(type, file, stats))
+      }
       devServer.middlewares.use((req, res, next) => {
         const url = req.url
         if (!url || !mentionsPython(url)) return next()

@@ -150,3 +150,24 @@ export function daemonsIn(root: string): number[] {
   return out
 }
 
+
+/**
+ * Rewrite `file` with `text` of the same length through a shared memory map (done by Python):
+ * its mtime changes but inotify reports nothing, so neither Vite's watcher nor the daemon's
+ * sees it. What follows is then the doing of whatever the test reports by hand.
+ */
+export function writeUnseen(file: string, text: string): void {
+  const script = [
+    'import mmap, os, sys, time',
+    'path, data = sys.argv[1], sys.argv[2].encode()',
+    'before = os.stat(path).st_mtime_ns',
+    'for _ in range(100):',
+    '    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as m:',
+    '        assert len(m) == len(data), "same length only"',
+    '        m[:] = data',
+    '    if os.stat(path).st_mtime_ns != before: break',
+    '    time.sleep(0.005)',
+    'else: sys.exit("mtime did not change")',
+  ].join('\n')
+  execFileSync(process.env.VMD_PYTHON ?? 'python3', ['-c', script, file, text])
+}
