@@ -1,6 +1,7 @@
 // vite-plugin-vmd against the JavaScript original (baseline.mjs), side by side in one run.
 //
 //   node bench/vite/bench.mjs latency [--edits 100] [--gap 100]   watched-file write -> regenerated module served
+//   node bench/vite/bench.mjs latency --browser [--edits 100]     ... -> the page in Chromium shows it
 //   node bench/vite/bench.mjs build [--modules 500] [--rounds 3]       build() inside one Node process
 //   node bench/vite/bench.mjs build-cli [--modules 500] [--rounds 5]   `vite build` as a user runs it
 //   node bench/vite/bench.mjs memory [--edits 2000]      (runs both, each in its own process)
@@ -123,6 +124,74 @@ async function latency() {
   }
   const ratio = pct(results.vmd.served, 50) / pct(results.baseline.served, 50)
   console.log(`vmd / baseline (served, p50): ${ratio.toFixed(2)}x`)
+}
+
+// The same edits seen from a real page in Debian's Chromium: each module's HMR accept callback
+// renders the new value and stamps the time in the page (wall clock, like Node's
+// performance.timeOrigin + now), so the browser's own HMR round trip (WebSocket message, fetch
+// of the new module, evaluation) is included and the polling that collects stamps is not.
+async function latencyBrowser() {
+  const edits = Number(flag('edits', 100))
+  const gap = Number(flag('gap', 100))
+  const { chromium } = await import(pathToFileURL(join(clients, 'node_modules/playwright-core/index.mjs')).href)
+  const root = project({
+    ...files,
+    'index.html': '<!doctype html><p id="vmd"></p><p id="baseline"></p><script type="module" src="/src/page.js"></script>\n',
+    'src/page.js': [
+      "import a from './mod.vmd.py'",
+      "import b from './mod.loader.mjs'",
+      'window.stamps = []',
+      'const show = (which, value) => {',
+      '  document.getElementById(which).textContent = String(value)',
+      '  window.stamps.push({ which, value, at: performance.timeOrigin + performance.now() })',
+      '}',
+      "show('vmd', a)",
+      "show('baseline', b)",
+      "import.meta.hot.accept('./mod.vmd.py', (m) => m && show('vmd', m.default))",
+      "import.meta.hot.accept('./mod.loader.mjs', (m) => m && show('baseline', m.default))",
+      '',
+    ].join('\n'),
+  })
+  const server = await createServer({
+    root,
+    configFile: false,
+    logLevel: 'silent',
+    plugins: [vmd(), baseline()],
+    optimizeDeps: { noDiscovery: true, include: [] },
+    server: { port: 0, host: '127.0.0.1' },
+  })
+  await server.listen()
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  })
+  const page = await browser.newPage()
+  await page.goto(`http://127.0.0.1:${server.httpServer.address().port}/`)
+  await page.waitForFunction(() => window.stamps.length === 2)
+  const results = { vmd: [], baseline: [] }
+  let value = 0
+  for (let i = 0; i < edits * 2; i++) {
+    const which = i % 2 === 0 ? 'vmd' : 'baseline'
+    value += 1
+    const t0 = performance.timeOrigin + performance.now()
+    writeFileSync(join(root, `data/${which}.json`), String(value))
+    let stamp
+    while (!stamp) {
+      await new Promise((r) => setTimeout(r, 5))
+      stamp = await page.evaluate(([w, v]) => window.stamps.find((s) => s.which === w && s.value === v), [which, value])
+    }
+    results[which].push(stamp.at - t0)
+    const rest = gap - (performance.timeOrigin + performance.now() - t0)
+    if (rest > 0) await new Promise((r) => setTimeout(r, rest))
+  }
+  await browser.close()
+  await server.close()
+  rmSync(root, { recursive: true, force: true })
+  console.log(`watched-file write -> the page shows the new value (Chromium, HMR), ${edits} edits each, interleaved, a write every ${gap} ms or slower`)
+  console.log('| implementation | p50 | p90 |')
+  console.log('|---|---|---|')
+  for (const [name, r] of Object.entries(results)) console.log(`| ${name} | ${ms(pct(r, 50))} | ${ms(pct(r, 90))} |`)
+  console.log(`vmd / baseline (p50): ${(pct(results.vmd, 50) / pct(results.baseline, 50)).toFixed(2)}x`)
 }
 
 // One loader imported with N queries, and the baseline's JS loader doing the same.
@@ -289,12 +358,12 @@ async function buildCli() {
 }
 
 const command = args[0]
-if (command === 'latency') await latency()
+if (command === 'latency') await (args.includes('--browser') ? latencyBrowser() : latency())
 else if (command === 'build') await buildBench()
 else if (command === 'build-cli') await buildCli()
 else if (command === 'memory') await memory()
 else {
-  console.error('usage: node bench/vite/bench.mjs latency|build|build-cli|memory [--edits N] [--modules N] [--rounds N]')
+  console.error('usage: node bench/vite/bench.mjs latency [--browser]|build|build-cli|memory [--edits N] [--gap MS] [--modules N] [--rounds N]')
   process.exit(2)
 }
 void execFileSync
