@@ -173,7 +173,11 @@ export class Daemon {
     const session = this.#current
     if (!session?.ready || session.closed || changes.length === 0) return
     const params = { changes: changes.map(({ path, type }) => ({ uri: pathToFileURL(path).href, type: CHANGE_TYPES[type] })) }
-    session.connection.sendNotification(DID_CHANGE_WATCHED_FILES, params).catch(() => undefined)
+    try {
+      session.connection.sendNotification(DID_CHANGE_WATCHED_FILES, params).catch(() => undefined)
+    } catch {
+      // The connection closed under us: the daemon's own watcher (or its successor's re-sync) covers it.
+    }
   }
 
   /** The daemon's process id, once one is running and initialized. */
