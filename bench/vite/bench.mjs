@@ -62,13 +62,14 @@ const files = {
   'src/main.js': "import a from './mod.vmd.py'\nimport b from './mod.loader.mjs'\nexport { a, b }\nimport.meta.hot?.accept(['./mod.vmd.py', './mod.loader.mjs'], () => {})\n",
 }
 
-async function devServer(root) {
+async function devServer(root, serverOptions = {}) {
   const server = await createServer({
     root,
     configFile: false,
     logLevel: 'silent',
     plugins: [vmd(), baseline()],
     optimizeDeps: { noDiscovery: true, include: [] },
+    server: serverOptions,
   })
   const updates = []
   const hot = server.environments.client.hot
@@ -152,14 +153,7 @@ async function latencyBrowser() {
       '',
     ].join('\n'),
   })
-  const server = await createServer({
-    root,
-    configFile: false,
-    logLevel: 'silent',
-    plugins: [vmd(), baseline()],
-    optimizeDeps: { noDiscovery: true, include: [] },
-    server: { port: 0, host: '127.0.0.1' },
-  })
+  const { server } = await devServer(root, { port: 0, host: '127.0.0.1' })
   await server.listen()
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',

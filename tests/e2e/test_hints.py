@@ -11,6 +11,7 @@ from __future__ import annotations
 import mmap
 import time
 from pathlib import Path
+from typing import Any
 
 from harness import Daemon, Project, StartDaemon, exported
 
@@ -22,6 +23,13 @@ watch = ["data/*.txt"]
 def load(ctx):
     return vmd.json_module((ctx.path.parent / "data" / "a.txt").read_text())
 """
+
+
+async def start_loader(project: Project, daemon: Daemon) -> tuple[str, str, dict[str, Any]]:
+    """The data file, the loader watching it, and the loader's first result."""
+    data = project.write("src/data/a.txt", "one")
+    loader = project.write("src/a.vmd.py", LOADER)
+    return data, loader, await daemon.load(loader)
 
 
 def write_unseen(path: str, text: str) -> None:
@@ -43,12 +51,19 @@ def hint(daemon: Daemon, *paths: str) -> None:
     daemon.notify("workspace/didChangeWatchedFiles", {"changes": changes})
 
 
+async def notifications_after_hint(daemon: Daemon, loader: str, path: str, *, since: int) -> int:
+    """Hint `path` (just written, so the daemon's watcher reports it too); once things have
+    settled, how many `vmd/changed` arrived since `since`."""
+    hint(daemon, path)
+    await daemon.changed(loader, since=since)
+    await daemon.quiet()  # the daemon's watcher reports the same write meanwhile
+    return len(daemon.notifications("vmd/changed", since=since))
+
+
 async def test_a_hint_reports_a_change_the_daemons_own_watcher_cannot_see(
     project: Project, daemon: Daemon
 ) -> None:
-    data = project.write("src/data/a.txt", "one")
-    loader = project.write("src/a.vmd.py", LOADER)
-    first = await daemon.load(loader)
+    data, loader, first = await start_loader(project, daemon)
     await daemon.quiet()  # the watcher is live (it re-stats what it watches when it starts)
     mark = daemon.mark()
     write_unseen(data, "two")
@@ -65,15 +80,10 @@ async def test_a_hint_reports_a_change_the_daemons_own_watcher_cannot_see(
 async def test_a_change_both_hinted_and_watched_runs_and_notifies_once(
     project: Project, daemon: Daemon
 ) -> None:
-    data = project.write("src/data/a.txt", "one")
-    loader = project.write("src/a.vmd.py", LOADER)
-    first = await daemon.load(loader)
+    data, loader, first = await start_loader(project, daemon)
     mark = daemon.mark()
     project.write("src/data/a.txt", "two")
-    hint(daemon, data)
-    await daemon.changed(loader, since=mark)
-    await daemon.quiet()  # the daemon's watcher reports the same write meanwhile
-    assert len(daemon.notifications("vmd/changed", since=mark)) == 1
+    assert await notifications_after_hint(daemon, loader, data, since=mark) == 1
     result = await daemon.load(loader)
     assert exported(result) == "two" and result["version"] == first["version"] + 1
 
@@ -86,10 +96,7 @@ async def test_a_loader_edit_both_hinted_and_watched_replaces_its_worker_once(
     first = exported(await daemon.load(loader))
     mark = daemon.mark()
     project.write("src/a.vmd.py", source.format(rev=2))
-    hint(daemon, loader)
-    await daemon.changed(loader, since=mark)
-    await daemon.quiet()
-    assert len(daemon.notifications("vmd/changed", since=mark)) == 1
+    assert await notifications_after_hint(daemon, loader, loader, since=mark) == 1
     result = await daemon.load(loader)
     rev, pid = exported(result)
     assert rev == 2 and pid != first[1]
@@ -101,9 +108,7 @@ async def test_a_loader_edit_both_hinted_and_watched_replaces_its_worker_once(
 async def test_a_hint_for_an_unchanged_or_unknown_file_changes_nothing(
     project: Project, daemon: Daemon
 ) -> None:
-    data = project.write("src/data/a.txt", "one")
-    loader = project.write("src/a.vmd.py", LOADER)
-    first = await daemon.load(loader)
+    data, loader, first = await start_loader(project, daemon)
     mark = daemon.mark()
     hint(daemon, data, project.path("elsewhere.txt"), project.path("src"))
     await daemon.quiet()
@@ -114,9 +119,7 @@ async def test_a_hint_for_an_unchanged_or_unknown_file_changes_nothing(
 async def test_a_malformed_hint_is_ignored_and_the_daemon_keeps_serving(
     project: Project, daemon: Daemon
 ) -> None:
-    project.write("src/data/a.txt", "one")
-    loader = project.write("src/a.vmd.py", LOADER)
-    await daemon.load(loader)
+    _, loader, _ = await start_loader(project, daemon)
     mark = daemon.mark()
     daemon.notify("workspace/didChangeWatchedFiles", {"changes": "not a list"})
     daemon.notify("workspace/didChangeWatchedFiles", {"changes": [{"uri": "http://x/a.txt"}]})
@@ -128,9 +131,7 @@ async def test_a_malformed_hint_is_ignored_and_the_daemon_keeps_serving(
 
 async def test_build_mode_ignores_hints(project: Project, start_daemon: StartDaemon) -> None:
     daemon = await start_daemon(options={"mode": "build"})
-    data = project.write("src/data/a.txt", "one")
-    loader = project.write("src/a.vmd.py", LOADER)
-    await daemon.load(loader)
+    data, loader, _ = await start_loader(project, daemon)
     mark = daemon.mark()
     write_unseen(data, "two")
     hint(daemon, data)
