@@ -338,6 +338,9 @@ class VmdServer:
         key = f"vmd:{next(self._ids)}"
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[key] = future
+        # Forgotten however it ends: answered, or given up on by the caller (a client that
+        # never answers a refresh must not grow this map for as long as the daemon runs).
+        future.add_done_callback(lambda _: self._waiting.pop(key, None))
         msg = {"jsonrpc": "2.0", "id": key, "method": method, "params": params}
         self.conn.send(_encoder.encode(msg))
         return future
