@@ -81,6 +81,24 @@ async function devServer(root, serverOptions = {}) {
   return { server, updates }
 }
 
+// Edits alternating between the two implementations, each writing the next value to the
+// implementation's own file; `timed(which, value, t0)` waits for it to arrive and records it.
+// Saves come at most every `gap` ms, as people make them: chokidar (the baseline's and Vite's
+// own watcher) throttles a file's change events to one per 50 ms, so closer writes would time
+// its throttle, not the implementations.
+async function alternateEdits(root, edits, gap, timed) {
+  let value = 0
+  for (let i = 0; i < edits * 2; i++) {
+    const which = i % 2 === 0 ? 'vmd' : 'baseline'
+    value += 1
+    const t0 = performance.timeOrigin + performance.now()
+    writeFileSync(join(root, `data/${which}.json`), String(value))
+    await timed(which, value, t0)
+    const rest = gap - (performance.timeOrigin + performance.now() - t0)
+    if (rest > 0) await new Promise((r) => setTimeout(r, rest))
+  }
+}
+
 async function latency() {
   const edits = Number(flag('edits', 100))
   const gap = Number(flag('gap', 100))
@@ -91,30 +109,20 @@ async function latency() {
   await env.transformRequest('/src/mod.vmd.py')
   await env.transformRequest('/src/mod.loader.mjs')
   const results = { vmd: { update: [], served: [] }, baseline: { update: [], served: [] } }
-  let value = 0
-  for (let i = 0; i < edits * 2; i++) {
-    const which = i % 2 === 0 ? 'vmd' : 'baseline'
+  await alternateEdits(root, edits, gap, async (which, value, t0) => {
     const url = which === 'vmd' ? '/src/mod.vmd.py' : '/src/mod.loader.mjs'
-    const before = updates.filter((p) => p === url).length
-    value += 1
-    const t0 = performance.now()
-    writeFileSync(join(root, `data/${which}.json`), String(value))
+    const before = updates.filter((p) => p === url).length // no event is handled before this
     while (updates.filter((p) => p === url).length === before) await new Promise((r) => setImmediate(r))
-    const t1 = performance.now()
+    const t1 = performance.timeOrigin + performance.now()
     let code = ''
     while (!code.includes(`"${value}"`)) {
       code = (await env.transformRequest(url))?.code ?? ''
       if (!code.includes(`"${value}"`)) await new Promise((r) => setImmediate(r))
     }
-    const t2 = performance.now()
+    const t2 = performance.timeOrigin + performance.now()
     results[which].update.push(t1 - t0)
     results[which].served.push(t2 - t0)
-    // Saves come at most every `gap` ms, as people make them: chokidar (the baseline's and
-    // Vite's own watcher) throttles a file's change events to one per 50 ms, so closer writes
-    // would time its throttle, not the implementations.
-    const rest = gap - (performance.now() - t0)
-    if (rest > 0) await new Promise((r) => setTimeout(r, rest))
-  }
+  })
   await server.close()
   rmSync(root, { recursive: true, force: true })
   console.log(`watched-file write -> regenerated module, ${edits} edits each, interleaved, a write every ${gap} ms or slower`)
@@ -163,21 +171,14 @@ async function latencyBrowser() {
   await page.goto(`http://127.0.0.1:${server.httpServer.address().port}/`)
   await page.waitForFunction(() => window.stamps.length === 2)
   const results = { vmd: [], baseline: [] }
-  let value = 0
-  for (let i = 0; i < edits * 2; i++) {
-    const which = i % 2 === 0 ? 'vmd' : 'baseline'
-    value += 1
-    const t0 = performance.timeOrigin + performance.now()
-    writeFileSync(join(root, `data/${which}.json`), String(value))
+  await alternateEdits(root, edits, gap, async (which, value, t0) => {
     let stamp
     while (!stamp) {
       await new Promise((r) => setTimeout(r, 5))
       stamp = await page.evaluate(([w, v]) => window.stamps.find((s) => s.which === w && s.value === v), [which, value])
     }
     results[which].push(stamp.at - t0)
-    const rest = gap - (performance.timeOrigin + performance.now() - t0)
-    if (rest > 0) await new Promise((r) => setTimeout(r, rest))
-  }
+  })
   await browser.close()
   await server.close()
   rmSync(root, { recursive: true, force: true })
