@@ -16,24 +16,15 @@ import { Daemon, DaemonRequestError, defaultPython } from './daemon.js'
 import type { FileChange } from './daemon.js'
 import { Dependents } from './dependents.js'
 import { RefusedIdError, mentionsPython, parseId, parseRequestUrl, checkQuery } from './ids.js'
+import { checkOptions } from './options.js'
+import type { VmdOptions } from './options.js'
 import type { ChangedParams, LoadResult } from './protocol.js'
 
 export type { ChangedParams, LoadResult, LoaderErrorData, FileEvent } from './protocol.js'
 export { Daemon, DaemonRequestError, defaultPython } from './daemon.js'
 export type { DaemonOptions, DaemonLogger, FileChange } from './daemon.js'
-
-/** Options of the vmd Vite plugin; every one has a default. */
-export interface VmdOptions {
-  /**
-   * The Python interpreter that has vmd installed. Default: `VMD_PYTHON`, else `.venv/bin/python`
-   * in the Vite root or the nearest parent that has one, else `python3`.
-   */
-  python?: string
-  /** Loader globs, relative to the Vite root. Default: `["**\/*.vmd.py"]`. */
-  include?: string | string[]
-  /** A loader run taking longer than this (ms) is stopped and reported. Default: 30000. */
-  timeoutMs?: number
-}
+export { VmdOptionError } from './options.js'
+export type { VmdOptions } from './options.js'
 
 /** The error a failing loader produces: Vite shows `loc` and `frame` in its overlay. */
 export interface VmdLoaderError extends Error {
@@ -61,8 +52,7 @@ const PYTHON_ID = /\.py(?:[?#]|$)/
  * export default defineConfig({ plugins: [vmd()] })
  */
 export default function vmd(options: VmdOptions = {}): Plugin {
-  const include = options.include === undefined ? ['**/*.vmd.py'] : [options.include].flat()
-  const timeoutMs = options.timeoutMs ?? 30_000
+  const { python, include, timeoutMs } = checkOptions(options)
   let config: ResolvedConfig
   let isLoader: (path: string) => boolean
   let daemon: Daemon | undefined
@@ -81,7 +71,7 @@ export default function vmd(options: VmdOptions = {}): Plugin {
 
   function getDaemon(): Daemon {
     daemon ??= new Daemon({
-      python: options.python ?? defaultPython(config.root),
+      python: python ?? defaultPython(config.root),
       root: config.root,
       mode: config.command === 'build' ? 'build' : 'serve',
       include,

@@ -1,0 +1,46 @@
+// Plugin options: defaults filled in, and anything unusable refused as the config loads,
+// naming the option, rather than failing later or being silently ignored.
+import { describe, expect, test } from 'vitest'
+import vmd from './index.js'
+import { VmdOptionError, checkOptions } from './options.js'
+
+describe('checkOptions', () => {
+  test('fills in the defaults', () => {
+    expect(checkOptions(undefined)).toEqual({ python: undefined, include: ['**/*.vmd.py'], timeoutMs: 30_000 })
+    expect(checkOptions({})).toEqual({ python: undefined, include: ['**/*.vmd.py'], timeoutMs: 30_000 })
+  })
+
+  test('keeps valid values, a single glob becoming a list', () => {
+    expect(checkOptions({ python: '/opt/py/bin/python', include: 'loaders/*.py', timeoutMs: 500 })).toEqual({
+      python: '/opt/py/bin/python',
+      include: ['loaders/*.py'],
+      timeoutMs: 500,
+    })
+    expect(checkOptions({ include: ['a/*.vmd.py', 'b/*.vmd.py'] }).include).toEqual(['a/*.vmd.py', 'b/*.vmd.py'])
+  })
+
+  test.each([
+    [{ timeoutMs: -5 }, 'option "timeoutMs" must be a positive number of milliseconds, got -5'],
+    [{ timeoutMs: 0 }, 'option "timeoutMs" must be a positive number of milliseconds, got 0'],
+    [{ timeoutMs: '5000' }, 'option "timeoutMs" must be a positive number of milliseconds, got "5000"'],
+    [{ timeoutMs: Number.NaN }, 'option "timeoutMs" must be a positive number of milliseconds, got NaN'],
+    [{ include: [] }, 'option "include" must be a glob or a non-empty list of globs, got an empty list'],
+    [{ include: 42 }, 'option "include" must be a glob or a non-empty list of globs, got 42'],
+    [{ include: ['ok/*.py', ''] }, 'option "include" must be a glob or a non-empty list of globs, got ["ok/*.py", ""]'],
+    [{ python: '' }, 'option "python" must be the path or name of a Python interpreter, got ""'],
+    [{ python: ['python3'] }, 'option "python" must be the path or name of a Python interpreter, got ["python3"]'],
+    [{ timeout: 5000 }, 'unknown option "timeout" (the options are python, include, timeoutMs)'],
+    ['python3', 'options must be an object, got "python3"'],
+  ])('refuses %j', (options, message) => {
+    expect(() => checkOptions(options)).toThrow(new VmdOptionError(message))
+    expect(() => checkOptions(options)).toThrow(`vmd: ${message}`)
+  })
+})
+
+test('the plugin refuses a bad option when it is created, as Vite loads the config', () => {
+  // `include: []` would otherwise make every .py import a loader candidate in the plugin
+  // (an empty filter matches everything) while the daemon fell back to its default.
+  expect(() => vmd({ include: [] })).toThrow(VmdOptionError)
+  expect(() => vmd({ timeoutMs: 'x' as unknown as number })).toThrow('option "timeoutMs"')
+  expect(vmd({ timeoutMs: 1000 }).name).toBe('vmd')
+})
