@@ -19,7 +19,7 @@ export default defineConfig({
       {
         extends: true,
         resolve: { alias: { vite: 'vite7' } },
-        test: { name: 'vite7', env: { VMD_VITE_MAJOR: '7' }, include: ['src/**/*.test.ts'], exclude: ['src/**/*.browser.test.ts', 'src/ids.test.ts', 'src/daemon.test.ts', 'src/ahead.test.ts'] },
+        test: { name: 'vite7', env: { VMD_VITE_MAJOR: '7' }, include: ['src/**/*.test.ts'], exclude: ['src/**/*.browser.test.ts', 'src/ids.test.ts', 'src/daemon.test.ts', 'src/ahead.test.ts', 'src/options.test.ts', 'src/client-types.test.ts'] },
       },
     ],
   },
