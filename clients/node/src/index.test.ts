@@ -1,6 +1,6 @@
 // The plugin in a real Vite dev server with a real daemon: resolving, loading, HMR in every
 // environment, errors, restart and shutdown.
-import { statSync, symlinkSync } from 'node:fs'
+import { rmSync, statSync, symlinkSync } from 'node:fs'
 import { afterEach, describe, expect, test } from 'vitest'
 import { createServer } from 'vite'
 import type { HotPayload, ViteDevServer } from 'vite'
@@ -195,6 +195,26 @@ describe('dev server', () => {
     project.write('src/helper.py', 'def label():\n    return "fixed"\n')
     await waitFor(() => updatedPaths(payloads).length > before, 'an update after the fix')
     expect(await clientLoad(server, '/src/users.vmd.py')).toContain('fixed')
+  })
+
+  test('a loader deleted while the server runs fails its modules saying so, and serves again once back', async () => {
+    const { server, project, payloads } = await start()
+    await clientLoad(server, '/src/main.js')
+    const before = await clientLoad(server, '/src/users.vmd.py')
+    const loader = project.read('src/users.vmd.py')
+
+    rmSync(project.path('src/users.vmd.py'))
+    await waitFor(() => updatedPaths(payloads).includes('/src/users.vmd.py'), 'an update after deleting the loader')
+    const error = await clientLoad(server, '/src/users.vmd.py').then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    )
+    expect(error?.message).toContain('the loader file does not exist')
+
+    const updates = updatedPaths(payloads).length
+    project.write('src/users.vmd.py', loader)
+    await waitFor(() => updatedPaths(payloads).length > updates, 'an update after restoring the loader')
+    expect(await clientLoad(server, '/src/users.vmd.py')).toBe(before)
   })
 
   test('a daemon that dies is restarted, re-synced, and HMR keeps working', async () => {

@@ -126,14 +126,17 @@ export default function vmd(options: VmdOptions = {}): Plugin {
     )
   }
 
-  function isAllowed(path: string): boolean {
+  // Why the dev server must not ask the daemon for the loader at `path`; undefined when it may.
+  function refusal(path: string): string | undefined {
     let real: string
     try {
       real = realpathSync(path)
-    } catch {
-      return false
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      return code === 'ENOENT' || code === 'ENOTDIR' ? 'the loader file does not exist' : `the loader file cannot be read (${code})`
     }
-    return isFileLoadingAllowed(config, real) && isLoader(real)
+    if (isFileLoadingAllowed(config, real) && isLoader(real)) return undefined
+    return 'outside server.fs.allow, in server.fs.deny, or not a loader once symlinks are resolved'
   }
 
   async function loadModule(id: string): Promise<LoadResult> {
@@ -248,9 +251,8 @@ export default function vmd(options: VmdOptions = {}): Plugin {
         if (file.includes('?') || !isLoader(file)) return null
         // A loader: from here on the id has exactly one spelling, or it is refused.
         const { query } = parseId(source)
-        if (config.command === 'serve' && !isAllowed(file)) {
-          throw new RefusedIdError(source, 'outside server.fs.allow, in server.fs.deny, or not a loader once symlinks are resolved')
-        }
+        const refused = config.command === 'serve' ? refusal(file) : undefined
+        if (refused) throw new RefusedIdError(source, refused)
         return query ? `${file}?${query}` : file
       },
     },
@@ -261,9 +263,8 @@ export default function vmd(options: VmdOptions = {}): Plugin {
         if (id.startsWith('\0')) return null
         const { path } = parseId(id)
         if (!isLoader(path)) return null
-        if (config.command === 'serve' && !isAllowed(path)) {
-          throw new RefusedIdError(id, 'outside server.fs.allow, in server.fs.deny, or not a loader once symlinks are resolved')
-        }
+        const refused = config.command === 'serve' ? refusal(path) : undefined
+        if (refused) throw new RefusedIdError(id, refused)
         const result = await loadModule(id)
         if (config.command === 'build') {
           // `vite build --watch` rebuilds when any of these change; the daemon re-checks them.
