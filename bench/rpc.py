@@ -25,13 +25,18 @@ class Peer:
     """A spawned `vmd serve` and a blocking message pump over its pipes."""
 
     def __init__(
-        self, root: Path, options: dict[str, Any] | None = None, python: str = sys.executable
+        self,
+        root: Path,
+        options: dict[str, Any] | None = None,
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.proc = subprocess.Popen(
             [python, "-m", "vmd", "serve", "--log-level", "warning"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=root,
+            env=env,
         )
         assert self.proc.stdin and self.proc.stdout
         self._in = self.proc.stdin.fileno()
