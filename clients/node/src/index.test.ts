@@ -131,6 +131,21 @@ describe('dev server', () => {
     expect((await ssrUsers(server)).users.names).toEqual(['ada', 'grace'])
   })
 
+  test('after a change the client module is transformed again before the page asks for it', async () => {
+    const { server, project, payloads } = await start()
+    await clientLoad(server, '/src/main.js')
+    await clientLoad(server, '/src/users.vmd.py')
+    const graph = server.environments.client.moduleGraph
+
+    project.write('data/b.csv', 'name,role\ngrace,admin\n')
+    await waitFor(() => updatedPaths(payloads).includes('/src/users.vmd.py'), 'the HMR update')
+    // Nothing here asks for the module: the page's fetch would find it ready.
+    await waitFor(
+      () => graph.getModuleById(project.path('src/users.vmd.py'))?.transformResult?.code.includes('grace') ?? false,
+      'the new output transformed',
+    )
+  })
+
   test("a change Vite's watcher reports reaches the daemon and the page updates once", async () => {
     const { server, project, payloads } = await start()
     await clientLoad(server, '/src/main.js')

@@ -105,6 +105,11 @@ export default function vmd(options: VmdOptions = {}): Plugin {
       environment.moduleGraph.invalidateModule(mod, new Set(), Date.now(), true)
       void environment.reloadModule(mod)
     }
+    // The page will fetch the module again: have Vite transform it as soon as the answer
+    // arrives, so the fetch finds it ready (errors surface on that fetch, not here).
+    const client = server.environments.client
+    const url = client?.moduleGraph.getModuleById(id)?.url
+    if (url) client.transformRequest(url).catch(() => undefined)
   }
 
   // A restarted daemon knows nothing: load every id again (so it watches them again) and
