@@ -1,6 +1,7 @@
 // vite-plugin-vmd against the JavaScript original (baseline.mjs), side by side in one run.
 //
 //   node bench/vite/bench.mjs latency [--edits 100] [--gap 100]   watched-file write -> regenerated module served
+//   node bench/vite/bench.mjs latency --http [--edits 100]        ... served over HTTP, as the page fetches it
 //   node bench/vite/bench.mjs latency --browser [--edits 100]     ... -> the page in Chromium shows it
 //   node bench/vite/bench.mjs build [--modules 500] [--rounds 3]       build() inside one Node process
 //   node bench/vite/bench.mjs build-cli [--modules 500] [--rounds 5]   `vite build` as a user runs it
@@ -102,12 +103,20 @@ async function alternateEdits(root, edits, gap, timed) {
 async function latency() {
   const edits = Number(flag('edits', 100))
   const gap = Number(flag('gap', 100))
+  const http = args.includes('--http')
   const root = project(files)
-  const { server, updates } = await devServer(root)
+  const { server, updates } = await devServer(root, http ? { port: 0, host: '127.0.0.1' } : {})
+  if (http) await server.listen()
   const env = server.environments.client
   await env.transformRequest('/src/main.js')
   await env.transformRequest('/src/mod.vmd.py')
   await env.transformRequest('/src/mod.loader.mjs')
+  // In the dev server itself (`transformRequest`), or over HTTP with the URL the page's HMR
+  // client fetches after an update (`?import&t=`), through all of Vite's middlewares.
+  const origin = http ? `http://127.0.0.1:${server.httpServer.address().port}` : ''
+  const serve = http
+    ? async (url) => (await fetch(`${origin}${url}?import&t=${Date.now()}`)).text()
+    : async (url) => (await env.transformRequest(url))?.code ?? ''
   const results = { vmd: { update: [], served: [] }, baseline: { update: [], served: [] } }
   await alternateEdits(root, edits, gap, async (which, value, t0) => {
     const url = which === 'vmd' ? '/src/mod.vmd.py' : '/src/mod.loader.mjs'
@@ -116,7 +125,7 @@ async function latency() {
     const t1 = performance.timeOrigin + performance.now()
     let code = ''
     while (!code.includes(`"${value}"`)) {
-      code = (await env.transformRequest(url))?.code ?? ''
+      code = await serve(url)
       if (!code.includes(`"${value}"`)) await new Promise((r) => setImmediate(r))
     }
     const t2 = performance.timeOrigin + performance.now()
@@ -125,14 +134,15 @@ async function latency() {
   })
   await server.close()
   rmSync(root, { recursive: true, force: true })
+  const where = http ? 'served over HTTP' : 'served'
   console.log(`watched-file write -> regenerated module, ${edits} edits each, interleaved, a write every ${gap} ms or slower`)
-  console.log('| implementation | write -> HMR update p50 | p90 | write -> fresh module served p50 | p90 |')
+  console.log(`| implementation | write -> HMR update p50 | p90 | write -> fresh module ${where} p50 | p90 |`)
   console.log('|---|---|---|---|---|')
   for (const [name, r] of Object.entries(results)) {
     console.log(`| ${name} | ${ms(pct(r.update, 50))} | ${ms(pct(r.update, 90))} | ${ms(pct(r.served, 50))} | ${ms(pct(r.served, 90))} |`)
   }
   const ratio = pct(results.vmd.served, 50) / pct(results.baseline.served, 50)
-  console.log(`vmd / baseline (served, p50): ${ratio.toFixed(2)}x`)
+  console.log(`vmd / baseline (${where}, p50): ${ratio.toFixed(2)}x`)
 }
 
 // The same edits seen from a real page in Debian's Chromium: each module's HMR accept callback
@@ -358,7 +368,7 @@ else if (command === 'build') await buildBench()
 else if (command === 'build-cli') await buildCli()
 else if (command === 'memory') await memory()
 else {
-  console.error('usage: node bench/vite/bench.mjs latency [--browser]|build|build-cli|memory [--edits N] [--gap MS] [--modules N] [--rounds N]')
+  console.error('usage: node bench/vite/bench.mjs latency [--http|--browser]|build|build-cli|memory [--edits N] [--gap MS] [--modules N] [--rounds N]')
   process.exit(2)
 }
 void execFileSync
