@@ -7,7 +7,7 @@ import { afterEach, describe, expect, test } from 'vitest'
 import { build, version } from 'vite'
 import type { InlineConfig, Rollup } from 'vite'
 import vmd from './index.js'
-import { alive, daemonsIn, descendants, distUrl, makeProject, usersProject, viteBin, waitFor } from './test/project.js'
+import { alive, daemonsIn, descendants, distUrl, makeProject, mappedProject, usersProject, viteBin, waitFor } from './test/project.js'
 import type { Project } from './test/project.js'
 
 const cleanups: (() => Promise<void> | void)[] = []
@@ -68,6 +68,15 @@ describe('vite build', () => {
     expect(out.users).toEqual({ label: 'v1', mode: 'build', names: ['ada', 'alan'] })
     expect(out.admins.names).toEqual(['ada'])
     expect(daemonsIn(p.root)).toEqual([])
+  })
+
+  test("the build's source map leads back to what the loader's map names, with its content", async () => {
+    const p = project(mappedProject)
+    await build(config(p, { build: { ...libBuild, sourcemap: true } }))
+    const map = JSON.parse(readFileSync(p.path('out/main.js.map'), 'utf8')) as { sources: string[]; sourcesContent: string[] }
+    const at = map.sources.indexOf('../src/table.csv')
+    expect(at).toBeGreaterThanOrEqual(0)
+    expect(map.sourcesContent[at]).toBe('n\n1\n2\n')
   })
 
   test('a failing loader fails the build with the Python message, file and line', async () => {

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from 'vitest'
 import { createServer } from 'vite'
 import type { HotPayload, ViteDevServer } from 'vite'
 import vmd from './index.js'
-import { alive, daemonsIn, descendants, makeProject, usersProject, waitFor, writeUnseen } from './test/project.js'
+import { alive, daemonsIn, descendants, makeProject, mappedProject, usersProject, waitFor, writeUnseen } from './test/project.js'
 import type { Project } from './test/project.js'
 
 const cleanups: (() => Promise<void> | void)[] = []
@@ -186,6 +186,13 @@ describe('dev server', () => {
     await waitFor(() => updatedPaths(payloads).length >= 6, 'updates after the barrier')
     expect(updatedPaths(payloads).filter((p) => p === '/src/users.vmd.py')).toHaveLength(3)
     expect(payloads.filter((p) => p.type === 'full-reload')).toEqual([])
+  })
+
+  test("a loader's source map reaches Vite as the loader returned it", async () => {
+    const { server } = await start(mappedProject)
+    const result = await server.environments.client.transformRequest('/src/rows.vmd.py')
+    expect(result?.code).toContain('export const rows = [1, 2];')
+    expect(result?.map).toMatchObject({ sources: ['table.csv'], sourcesContent: ['n\n1\n2\n'], mappings: 'AAAA;AACA' })
   })
 
   test('a failing loader reports Python message, file, line and traceback, then recovers', async () => {

@@ -171,3 +171,16 @@ export function writeUnseen(file: string, text: string): void {
   ].join('\n')
   execFileSync(process.env.VMD_PYTHON ?? 'python3', ['-c', script, file, text])
 }
+
+/** A loader that maps its output back to the CSV it came from (a source map with the content). */
+export const mappedProject: Record<string, string> = {
+  'package.json': '{"type": "module"}\n',
+  'src/rows.vmd.py': [
+    'def load(ctx):',
+    '    code = "export const rows = [1, 2];\\nexport default rows;\\n"',
+    '    source_map = {"version": 3, "sources": ["table.csv"], "sourcesContent": ["n\\n1\\n2\\n"], "names": [], "mappings": "AAAA;AACA"}',
+    '    return {"code": code, "map": source_map}',
+    '',
+  ].join('\n'),
+  'src/main.js': "import rows from './rows.vmd.py'\nexport { rows }\n",
+}
