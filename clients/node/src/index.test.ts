@@ -1,10 +1,11 @@
 // The plugin in a real Vite dev server with a real daemon: resolving, loading, HMR in every
 // environment, errors, restart and shutdown.
-import { rmSync, statSync, symlinkSync } from 'node:fs'
+import { existsSync, rmSync, statSync, symlinkSync } from 'node:fs'
 import { afterEach, describe, expect, test } from 'vitest'
 import { createServer } from 'vite'
 import type { HotPayload, ViteDevServer } from 'vite'
 import vmd from './index.js'
+import type { VmdLoaderError, VmdOptions } from './index.js'
 import { alive, daemonsIn, descendants, makeProject, mappedProject, usersProject, waitFor, writeUnseen } from './test/project.js'
 import type { Project } from './test/project.js'
 
@@ -22,14 +23,14 @@ const accepting = [
   '',
 ].join('\n')
 
-async function start(files: Record<string, string> = { ...usersProject, 'src/main.js': accepting }) {
+async function start(files: Record<string, string> = { ...usersProject, 'src/main.js': accepting }, options: VmdOptions = {}) {
   const project = makeProject(files)
   cleanups.push(() => project.remove())
   const server = await createServer({
     root: project.root,
     configFile: false,
     logLevel: 'silent',
-    plugins: [vmd()],
+    plugins: [vmd(options)],
     optimizeDeps: { noDiscovery: true, include: [] },
     server: { port: 0 },
   })
@@ -266,6 +267,34 @@ describe('dev server', () => {
     expect(family.length).toBeGreaterThan(1)
     await server.close()
     await waitFor(() => family.every((pid) => !alive(pid)), 'every vmd process to exit')
+  })
+})
+
+describe('options', () => {
+  test('include: files its globs match are loaders, and a *.vmd.py outside them is never run', async () => {
+    const run = (marker: string, out: string) =>
+      `def load(ctx):\n    open(${JSON.stringify(marker)}, "a").write("x")\n    return "export default ${out}"\n`
+    const { server, project } = await start({}, { include: 'src/data/*.loader.py' })
+    project.write('src/data/rows.loader.py', run(project.path('rows-ran.txt'), "'rows'"))
+    project.write('src/other.vmd.py', run(project.path('other-ran.txt'), "'other'"))
+
+    expect(await clientLoad(server, '/src/data/rows.loader.py')).toContain("export default 'rows'")
+    // Not a loader under these options: Vite treats it as any other file, vmd leaves it alone.
+    await server.environments.client.transformRequest('/src/other.vmd.py').catch(() => undefined)
+    expect(existsSync(project.path('rows-ran.txt'))).toBe(true)
+    expect(existsSync(project.path('other-ran.txt'))).toBe(false)
+  })
+
+  test('timeoutMs: a run taking longer is stopped and shown as a timeout naming the loader', async () => {
+    const { server, project } = await start({}, { timeoutMs: 300 })
+    project.write('src/slow.vmd.py', 'import time\n\ndef load(ctx):\n    time.sleep(30)\n    return "export default 1"\n')
+    // Ignoring the option would leave the loader asleep past this test's own 30 s limit.
+    const error = await server.environments.client.transformRequest('/src/slow.vmd.py').then(
+      () => undefined,
+      (e: unknown) => e as VmdLoaderError,
+    )
+    expect(error?.kind).toBe('timeout')
+    expect(error?.loc).toMatchObject({ file: project.path('src/slow.vmd.py'), line: 4 })
   })
 })
 
