@@ -1,5 +1,6 @@
 // `vite-plugin-vmd/client`: a TypeScript app that references it type-checks its loader imports
-// (default, named and namespace); without it, TypeScript cannot find the module.
+// (default, named, namespace, and with a query declared in the app); without it, TypeScript
+// cannot find the module.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -24,13 +25,16 @@ function typeCheck(types: string[]): { ok: boolean; output: string } {
   symlinkSync(pkg, join(app, 'node_modules/vite-plugin-vmd'), 'dir')
   const compilerOptions = { strict: true, module: 'ESNext', moduleResolution: 'bundler', target: 'ES2022', noEmit: true, types }
   writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions, include: ['src'] }))
+  // A pattern holds one `*`: an import with a query has its own line, as the README shows.
+  writeFileSync(join(app, 'src/env.d.ts'), "declare module '*.vmd.py?type=dog'\n")
   writeFileSync(
     join(app, 'src/main.ts'),
     [
       "import users from './users.vmd.py'",
+      "import dogs from './animals.vmd.py?type=dog'",
       "import { rows, total } from './stats.vmd.py'",
       "import * as all from './all.vmd.py'",
-      'export const count: number = users.length + rows.length + total + all.size',
+      'export const count: number = users.length + rows.length + total + all.size + dogs.length',
       '',
     ].join('\n'),
   )
