@@ -132,7 +132,9 @@ export default function vmd(options: VmdOptions = {}): Plugin {
   }
 
   // Why the dev server must not ask the daemon for the loader at `path`; undefined when it may.
+  // A build is not checked here: server.fs guards the dev server (the daemon confines every id).
   function refusal(path: string): string | undefined {
+    if (config.command !== 'serve') return undefined
     let real: string
     try {
       real = realpathSync(path)
@@ -256,7 +258,7 @@ export default function vmd(options: VmdOptions = {}): Plugin {
         if (file.includes('?') || !isLoader(file)) return null
         // A loader: from here on the id has exactly one spelling, or it is refused.
         const { query } = parseId(source)
-        const refused = config.command === 'serve' ? refusal(file) : undefined
+        const refused = refusal(file)
         if (refused) throw new RefusedIdError(source, refused)
         return query ? `${file}?${query}` : file
       },
@@ -268,7 +270,7 @@ export default function vmd(options: VmdOptions = {}): Plugin {
         if (id.startsWith('\0')) return null
         const { path } = parseId(id)
         if (!isLoader(path)) return null
-        const refused = config.command === 'serve' ? refusal(path) : undefined
+        const refused = refusal(path)
         if (refused) throw new RefusedIdError(id, refused)
         const result = await loadModule(id)
         if (config.command === 'build') {
