@@ -9,7 +9,7 @@
 //
 // Run from the repository root after ./scripts/test (or `npm ci` in clients/node and
 // `pip install -e .` into .venv). Uses Vite 8 from clients/node/node_modules.
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -371,4 +371,3 @@ else {
   console.error('usage: node bench/vite/bench.mjs latency [--http|--browser]|build|build-cli|memory [--edits N] [--gap MS] [--modules N] [--rounds N]')
   process.exit(2)
 }
-void execFileSync
