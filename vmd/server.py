@@ -155,7 +155,7 @@ class VmdServer:
         elif method == "initialize" and msg_id:
             self._on_initialize(msg_id, env.params)
         elif method == "shutdown" and msg_id:
-            self._spawn(self._on_shutdown(msg_id))
+            self._on_shutdown(msg_id)
         elif method == "exit":
             self.exit_code = 0 if self.shutdown_requested else 1
             self.stopped.set()
@@ -234,8 +234,13 @@ class VmdServer:
         if self.client.process_id is not None:
             self._spawn(_watch_parent(self.client.process_id, self))
 
-    async def _on_shutdown(self, msg_id: bytes) -> None:
+    def _on_shutdown(self, msg_id: bytes) -> None:
+        # Set now, not when the workers are stopped: an `exit` read in the same burst is then
+        # the orderly exit it is.
         self.shutdown_requested = True
+        self._spawn(self._shut_down(msg_id))
+
+    async def _shut_down(self, msg_id: bytes) -> None:
         if self.service is not None:
             await self.service.close()
         self._result(msg_id, b"null")

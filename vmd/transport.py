@@ -81,6 +81,35 @@ def frame(body: bytes) -> bytes:
     return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
+def _pollable(fd: int) -> bool:
+    """Whether the event loop can watch `fd`: pipes, sockets and terminals, not regular files."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+
+
+class _FileWriter:
+    """The write side of the transport for a regular file, which takes every write at once."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:  # disk full, file closed: the output is gone, the daemon is not
+            log.warning("cannot write to the output file: %s", exc)
+            self._closed = True
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
 class _Reader(asyncio.Protocol):
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -112,7 +141,7 @@ class Connection:
         self._on_close = on_close
         self._on_frame_error = on_frame_error
         self._framer = Framer()
-        self._out: asyncio.WriteTransport | None = None
+        self._out: asyncio.WriteTransport | _FileWriter | None = None
         self._pending: list[bytes] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -122,10 +151,12 @@ class Connection:
     async def open(self, in_fd: int, out_fd: int) -> None:
         loop = self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
-        wfile = os.fdopen(out_fd, "wb", buffering=0, closefd=False)
-        self._out, _ = await loop.connect_write_pipe(asyncio.Protocol, wfile)
-        mode = os.fstat(in_fd).st_mode
-        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
+        if _pollable(out_fd):
+            wfile = os.fdopen(out_fd, "wb", buffering=0, closefd=False)
+            self._out, _ = await loop.connect_write_pipe(asyncio.Protocol, wfile)
+        else:  # a regular file (output kept for reading later): asyncio cannot poll it
+            self._out = _FileWriter(out_fd)
+        if _pollable(in_fd):
             rfile = os.fdopen(in_fd, "rb", buffering=0, closefd=False)
             await loop.connect_read_pipe(lambda: _Reader(self), rfile)
         else:  # a regular file (scripted input): asyncio cannot poll it

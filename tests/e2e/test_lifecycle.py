@@ -4,12 +4,15 @@ process behind, however its client goes away."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 from harness import (
+    ENV,
     Daemon,
     Project,
     StartDaemon,
@@ -250,6 +253,33 @@ async def test_initialize_reports_the_protocol_revision_and_the_vmd_methods(
     assert set(result["capabilities"]["experimental"]["vmd"]["methods"]) >= {
         "vmd/load", "vmd/reload", "vmd/invalidate",
     }
+
+
+def test_a_daemon_scripted_from_a_file_writes_its_answers_to_a_file(
+    project: Project, tmp_path: Path
+) -> None:
+    """`vmd serve < script > answers`: neither end is a pipe the event loop can poll."""
+
+    def framed(message: dict[str, object]) -> bytes:
+        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+        return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    script = tmp_path / "script"
+    script.write_bytes(
+        framed({"id": 1, "method": "initialize", "params": initialize_params(project.root)})
+        + framed({"id": 2, "method": "shutdown"})
+        + framed({"method": "exit"})
+    )
+    answers = tmp_path / "answers"
+    with script.open("rb") as stdin, answers.open("wb") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "vmd", "serve"], stdin=stdin, stdout=stdout, env=ENV,
+            cwd=project.root, timeout=30,
+        )
+    assert done.returncode == 0  # shutdown, then exit: an orderly exit, though read in one go
+    text = answers.read_bytes().decode()
+    assert '"id":1,"result":{"capabilities"' in text
+    assert '"id":2,"result":null' in text
 
 
 async def test_a_second_initialize_is_refused(project: Project, daemon: Daemon) -> None:
