@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from vmd.transport import Framer, frame
+import asyncio
+import os
+from pathlib import Path
+
+from vmd.transport import Connection, Framer, frame
 
 
 def test_messages_split_across_reads_are_reassembled() -> None:
@@ -36,3 +40,30 @@ def test_a_header_block_without_length_is_reported_and_skipped() -> None:
 def test_garbage_headers_do_not_lose_the_next_message() -> None:
     bodies, errors = Framer().feed(b"garbage\r\n\r\n" + frame(b"{}"))
     assert bodies == [b"{}"] and len(errors) == 1
+
+
+async def test_a_burst_is_handled_in_order_and_the_close_comes_after_it(tmp_path: Path) -> None:
+    """A client that writes many requests and closes its end at once (a build, a script) has
+    every one of them handled, in order, before the daemon hears the input is closed."""
+    events: list[object] = []
+    conn = Connection(
+        lambda bodies: events.extend(bodies),
+        lambda: events.append("closed"),
+        lambda error: events.append(f"error: {error}"),
+    )
+    read_fd, write_fd = os.pipe()
+    out = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    sent = [b'{"n":%d}' % i for i in range(100)]
+    os.write(write_fd, b"".join(frame(body) for body in sent[:50]) + b"Bogus: 1\r\n\r\n")
+    os.write(write_fd, b"".join(frame(body) for body in sent[50:]))
+    os.close(write_fd)
+    await conn.open(read_fd, out)
+    for _ in range(200):
+        if "closed" in events:
+            break
+        await asyncio.sleep(0.005)
+    error = "error: header without Content-Length; message dropped"
+    assert [event for event in events if event != error] == [*sent, "closed"]
+    assert events.count(error) == 1
+    os.close(read_fd)
+    os.close(out)
