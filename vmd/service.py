@@ -311,6 +311,10 @@ class Service:
         events: list[tuple[str, str]] = [
             (kind, _relative(path, rec.folder)) for path, kind in rec.pending.items()
         ]
+        # What this run is for, as it starts: a run that ends without reporting what it saw
+        # (refused, crashed, timed out) still settles these changes, so a load does not find
+        # them again, report them again and run again.
+        seen = self.store.signatures(rec, globs.signature) if rec.pending else None
         rec.pending = {}
         rec.reasons.clear()
         data, rec.data = rec.data, None
@@ -338,7 +342,7 @@ class Service:
                 )
         except VmdError as exc:
             error = exc
-        self.store.record_run(rec, done, error)
+        self.store.record_run(rec, done, error, seen)
 
     def _bump(self, loader: str) -> None:
         self._code_gen[loader] = self._code_gen.get(loader, 0) + 1

@@ -134,10 +134,23 @@ class Store:
     def by_loader(self, loader: str) -> list[Record]:
         return [r for r in self.records.values() if r.loader == loader]
 
-    def record_run(self, rec: Record, done: Done | None, error: VmdError | None) -> None:
-        """Store a run's outcome and re-index its dependencies; bumps the version."""
+    def record_run(
+        self,
+        rec: Record,
+        done: Done | None,
+        error: VmdError | None,
+        seen: dict[str, Sig] | None = None,
+    ) -> None:
+        """Store a run's outcome and re-index its dependencies; bumps the version.
+
+        A run without a `Done` reported no dependencies: the previous run's are kept, with
+        the signatures in `seen` (taken as this run started) for the changes it was for."""
         self._unindex(rec)
         rec.version += 1
+        if done is None and seen:
+            for table in rec.tables():
+                for path in table.keys() & seen.keys():
+                    table[path] = seen[path]
         if done is not None:
             rec.globs = list(done.globs)
             rec.watched = dict(done.watched)
@@ -182,6 +195,10 @@ class Store:
             rec = self.records[id]
             out.append((rec, "code" if rec.is_code(path) else "watch"))
         return out
+
+    def signatures(self, rec: Record, signature: SigFn) -> dict[str, Sig]:
+        """Every path the last run depended on, with its signature now."""
+        return {path: signature(path) for table in rec.tables() for path in table}
 
     def changed_paths(self, rec: Record, signature: SigFn) -> list[str]:
         """Dependencies whose signature differs from what the last run saw (the stat re-check)."""

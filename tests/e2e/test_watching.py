@@ -297,8 +297,49 @@ async def test_deleting_the_loader_refuses_it_and_recreating_it_recovers(
     assert change["reason"] == "code"
     error = await daemon.load_error(loader)
     assert error.data["kind"] == "refused"
+    # The deletion is reported once: loading again (as a client does on each report) must
+    # not report it again, or the client and the daemon feed each other forever.
+    mark = daemon.mark()
+    for _ in range(3):
+        assert (await daemon.load_error(loader)).data["kind"] == "refused"
+    await daemon.quiet()
+    assert daemon.notifications("vmd/changed", since=mark) == []
     project.write("src/a.vmd.py", "def load(ctx):\n    return 'export default 2;'\n")
     assert (await daemon.load(loader))["code"] == "export default 2;"
+
+
+async def test_a_worker_crash_caused_by_a_change_is_reported_once_and_recovers(
+    project: Project, daemon: Daemon
+) -> None:
+    project.write("src/mode.txt", "ok")
+    loader = project.write(
+        "src/a.vmd.py",
+        """
+        import os
+
+        watch = ["mode.txt"]
+
+        def load(ctx):
+            if (ctx.path.parent / "mode.txt").read_text() == "crash":
+                os._exit(3)
+            return "export default 1;"
+        """,
+    )
+    await daemon.load(loader)
+    mark = daemon.mark()
+    project.write("src/mode.txt", "crash")
+    await daemon.changed(loader, since=mark)
+    assert (await daemon.load_error(loader)).data["kind"] == "crash"
+    mark = daemon.mark()
+    pids = daemon.worker_pids()
+    for _ in range(3):  # the failure is served from memory: no report, no new worker
+        assert (await daemon.load_error(loader)).data["kind"] == "crash"
+    await daemon.quiet()
+    assert daemon.notifications("vmd/changed", since=mark) == []
+    assert daemon.worker_pids() == pids
+    project.write("src/mode.txt", "ok")
+    await daemon.changed(loader, since=mark)
+    assert (await daemon.load(loader))["code"] == "export default 1;"
 
 
 async def test_a_module_failing_on_bad_input_recovers_when_the_input_is_fixed(
