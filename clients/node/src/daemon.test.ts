@@ -33,7 +33,7 @@ describe('Daemon', () => {
     const error = await daemon(p, { python: '/nonexistent/python3' }).start().catch((e: Error) => e)
     expect(error).toBeInstanceOf(Error)
     expect((error as Error).message).toMatch(/cannot start the Python interpreter "\/nonexistent\/python3": not found/)
-    expect((error as Error).message).toContain('pip install vmd')
+    expect((error as Error).message).toContain('pip install <path-to-vmd>')
   })
 
   test('an interpreter without vmd says exactly how to install it', async () => {
@@ -43,7 +43,19 @@ describe('Daemon', () => {
     chmodSync(p.path('bare-python'), 0o755)
     const error = await daemon(p, { python: p.path('bare-python') }).start().catch((e: Error) => e)
     expect((error as Error).message).toContain(`the Python package vmd is not installed for "${p.path('bare-python')}"`)
-    expect((error as Error).message).toContain(`\`${p.path('bare-python')} -m pip install vmd\``)
+    expect((error as Error).message).toContain(`\`${p.path('bare-python')} -m pip install <path-to-vmd>\``)
+    expect((error as Error).message).toContain('vmd is not on PyPI')
+  })
+
+  test('an interpreter with an unrelated package named vmd says so, not that vmd is missing', async () => {
+    const p = project({ 'other/vmd/__init__.py': '' })
+    // A package named vmd without `python -m vmd`, as `pip install vmd` from PyPI gives.
+    p.write('other-python', `#!/bin/sh\nPYTHONPATH=${p.path('other')} exec ${python} -S "$@"\n`)
+    chmodSync(p.path('other-python'), 0o755)
+    const error = await daemon(p, { python: p.path('other-python') }).start().catch((e: Error) => e)
+    expect((error as Error).message).toContain(`"${p.path('other-python')}" has a different Python package named vmd installed`)
+    expect((error as Error).message).toContain(`\`${p.path('other-python')} -m pip uninstall vmd\``)
+    expect((error as Error).message).not.toContain('is not installed')
   })
 
   test('a request a stuck daemon never answers fails with the method and the wait', async () => {
@@ -65,7 +77,7 @@ describe('Daemon', () => {
     const error = await daemon(p, { python: p.path('future-python') }).start().catch((e: Error) => e)
     expect(error).toBeInstanceOf(Error)
     expect((error as Error).message).toMatch(/daemon speaks protocol 99, this vite-plugin-vmd speaks 1/)
-    expect((error as Error).message).toContain('pip install -U vmd')
+    expect((error as Error).message).toContain('from the same checkout of vmd')
     // ...and the refused daemon does not linger.
     const refused = () =>
       descendants(process.pid).filter((pid) => {

@@ -99,8 +99,8 @@ export function defaultPython(root: string, env: NodeJS.ProcessEnv = process.env
 
 function installHint(python: string): string {
   return (
-    `Install vmd into that interpreter with \`${python} -m pip install vmd\` ` +
-    `(from a checkout of vmd: \`${python} -m pip install -e <path-to-vmd>\`), ` +
+    `Install vmd into that interpreter from a checkout of its repository: \`${python} -m pip install <path-to-vmd>\` ` +
+    '(vmd is not on PyPI: the "vmd" there is an unrelated project), ' +
     'or point the plugin at one that has it: vmd({ python: "/path/to/python" }) or VMD_PYTHON=/path/to/python.'
   )
 }
@@ -271,7 +271,7 @@ export class Daemon {
           error.code === 'ENOENT'
             ? new Error(
                 `vmd: cannot start the Python interpreter "${python}": not found. ` +
-                  'Install Python 3.10+ and vmd (`python3 -m venv .venv && .venv/bin/pip install vmd`), ' +
+                  'Install Python 3.10+ and vmd from a checkout of its repository (`python3 -m venv .venv && .venv/bin/pip install <path-to-vmd>`), ' +
                   'or point the plugin at an interpreter that has vmd: vmd({ python: "/path/to/python" }) or VMD_PYTHON.',
               )
             : new Error(`vmd: cannot start "${python}": ${error.message}`),
@@ -338,7 +338,7 @@ export class Daemon {
       child.kill('SIGKILL')
       throw new Error(
         `vmd: the daemon speaks protocol ${revision}, this vite-plugin-vmd speaks ${PROTOCOL_VERSION}: ` +
-          `install matching versions (\`${python} -m pip install -U vmd\` and \`npm install -D vite-plugin-vmd@latest\`)`,
+          `install both from the same checkout of vmd (\`${python} -m pip install <path-to-vmd>\` and \`npm install -D <path-to-vmd>/clients/node\`)`,
       )
     }
     connection.sendNotification('initialized', {}).catch(() => undefined)
@@ -349,7 +349,13 @@ export class Daemon {
 
   #startError(python: string): Error {
     const tail = this.#stderrTail.trim()
-    if (/No module named vmd\b/.test(tail)) {
+    if (/No module named vmd\.__main__/.test(tail)) {
+      return new Error(
+        `vmd: "${python}" has a different Python package named vmd installed (it has no \`python -m vmd\`). ` +
+          `Uninstall it (\`${python} -m pip uninstall vmd\`). ${installHint(python)}`,
+      )
+    }
+    if (/No module named '?vmd'?(?![.\w])/.test(tail)) {
       return new Error(`vmd: the Python package vmd is not installed for "${python}". ${installHint(python)}`)
     }
     return new Error(`vmd: the daemon exited during start-up ("${python} -m vmd serve").${tail ? `\n${tail}` : ''}`)

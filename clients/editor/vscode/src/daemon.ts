@@ -15,7 +15,8 @@ import { getSettings, initializationOptions, type Settings } from './settings';
  */
 export function checkPython(python: string, cwd?: string): Promise<string | undefined> {
   return new Promise((resolve) => {
-    execFile(python, ['-c', 'import vmd'], { cwd, timeout: 20000 }, (error, _stdout, stderr) => {
+    // vmd.cli, not vmd: the "vmd" on PyPI is an unrelated package.
+    execFile(python, ['-c', 'import vmd.cli'], { cwd, timeout: 20000 }, (error, _stdout, stderr) => {
       if (!error) {
         resolve(undefined);
       } else if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -23,8 +24,9 @@ export function checkPython(python: string, cwd?: string): Promise<string | unde
           + 'that has vmd installed.');
       } else {
         const why = String(stderr).trim().split('\n').pop() ?? String(error);
-        resolve(`vmd is not installed for ${python} (${why}). Install it with `
-          + `"${python} -m pip install vmd", or set "vmd.python" to another interpreter.`);
+        resolve(`vmd is not installed for ${python} (${why}). Install it from a checkout of its `
+          + `repository with "${python} -m pip install path/to/vmd" (the "vmd" on PyPI is an `
+          + 'unrelated project), or set "vmd.python" to another interpreter.');
       }
     });
   });

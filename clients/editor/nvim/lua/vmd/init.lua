@@ -103,9 +103,11 @@ local function explain_exit(python, code)
     return ('Python interpreter %q not found. Set it with require("vmd").setup({ python = "..." }).')
       :format(python)
   end
-  vim.fn.system({ python, '-c', 'import vmd' })
+  -- vmd.cli, not vmd: the "vmd" on PyPI is an unrelated package.
+  vim.fn.system({ python, '-c', 'import vmd.cli' })
   if vim.v.shell_error ~= 0 then
-    return ('vmd is not installed for %s: run `%s -m pip install vmd`.'):format(python, python)
+    return ('vmd is not installed for %s: run `%s -m pip install path/to/vmd` (a checkout of its '
+      .. 'repository; the "vmd" on PyPI is an unrelated project).'):format(python, python)
   end
   return ('the daemon exited with code %d; see :LspLog.'):format(code)
 end
