@@ -20,10 +20,13 @@ describe('checkOptions', () => {
   })
 
   test.each([
-    [{ timeoutMs: -5 }, 'option "timeoutMs" must be a positive number of milliseconds, got -5'],
-    [{ timeoutMs: 0 }, 'option "timeoutMs" must be a positive number of milliseconds, got 0'],
-    [{ timeoutMs: '5000' }, 'option "timeoutMs" must be a positive number of milliseconds, got "5000"'],
-    [{ timeoutMs: Number.NaN }, 'option "timeoutMs" must be a positive number of milliseconds, got NaN'],
+    [{ timeoutMs: -5 }, 'option "timeoutMs" must be a positive whole number of milliseconds, got -5'],
+    [{ timeoutMs: 0 }, 'option "timeoutMs" must be a positive whole number of milliseconds, got 0'],
+    [{ timeoutMs: '5000' }, 'option "timeoutMs" must be a positive whole number of milliseconds, got "5000"'],
+    [{ timeoutMs: Number.NaN }, 'option "timeoutMs" must be a positive whole number of milliseconds, got NaN'],
+    [{ timeoutMs: 1500.5 }, 'option "timeoutMs" must be a positive whole number of milliseconds, got 1500.5'],
+    [{ include: 'src/**/*.{vmd,data}.py' }, 'option "include": "src/**/*.{vmd,data}.py" uses glob syntax vmd does not read ({a,b} alternatives, !negation or @(…) patterns); vmd globs have *, ?, [...] and **: give each alternative as its own glob'],
+    [{ include: ['**/*.vmd.py', '!src/old/**'] }, 'option "include": "!src/old/**" uses glob syntax vmd does not read ({a,b} alternatives, !negation or @(…) patterns); vmd globs have *, ?, [...] and **: give each alternative as its own glob'],
     [{ include: [] }, 'option "include" must be a glob or a non-empty list of globs, got an empty list'],
     [{ include: 42 }, 'option "include" must be a glob or a non-empty list of globs, got 42'],
     [{ include: ['ok/*.py', ''] }, 'option "include" must be a glob or a non-empty list of globs, got ["ok/*.py", ""]'],

@@ -26,6 +26,9 @@ export interface CheckedOptions {
 
 const KNOWN = ['python', 'include', 'timeoutMs']
 
+// Brace alternatives, a leading negation and extglobs: picomatch reads them, the daemon does not.
+const FOREIGN_GLOB = /[{}]|^!|[?*+@!]\(/
+
 /** A plugin option that cannot be used; the message names it and what was given. */
 export class VmdOptionError extends TypeError {
   constructor(message: string) {
@@ -54,8 +57,17 @@ export function checkOptions(options: unknown): CheckedOptions {
   if (globs.length === 0 || !globs.every((glob) => typeof glob === 'string' && glob.trim() !== '')) {
     throw new VmdOptionError(`option "include" must be a glob or a non-empty list of globs, got ${describe(include)}`)
   }
-  if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0)) {
-    throw new VmdOptionError(`option "timeoutMs" must be a positive number of milliseconds, got ${describe(timeoutMs)}`)
+  // The plugin matches `include` with picomatch, the daemon with its own globs: only what both
+  // read the same way is accepted.
+  const foreign = (globs as string[]).find((glob) => FOREIGN_GLOB.test(glob))
+  if (foreign !== undefined) {
+    throw new VmdOptionError(
+      `option "include": ${describe(foreign)} uses glob syntax vmd does not read ({a,b} alternatives, ` +
+        '!negation or @(…) patterns); vmd globs have *, ?, [...] and **: give each alternative as its own glob',
+    )
+  }
+  if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs <= 0)) {
+    throw new VmdOptionError(`option "timeoutMs" must be a positive whole number of milliseconds, got ${describe(timeoutMs)}`)
   }
   return { python: python as string | undefined, include: globs as string[], timeoutMs: (timeoutMs as number | undefined) ?? 30_000 }
 }
