@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import msgspec
 
@@ -44,7 +45,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.command is None:
         parser.print_help(sys.stderr)
         sys.exit(2)
-    sys.exit(args.run(args))
+    try:
+        code = args.run(args)
+    except BrokenPipeError:
+        # `vmd watch … | head -1`: the reader is gone, which is how such a pipe ends.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -154,8 +161,10 @@ def _add_id_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--query",
         action="append",
+        type=query_item,
         metavar="KEY=VALUE",
-        help="add to the id's query string (spares quoting `?` in shells); repeatable",
+        help="add KEY=VALUE to the id's query string, percent-encoded, so the loader's "
+        "ctx.query gets the value as written (spares quoting `?` in shells); repeatable",
     )
     parser.add_argument(
         "--root", default=".", help="the workspace root (default: the current directory)"
@@ -176,9 +185,18 @@ def _serve(args: argparse.Namespace) -> int:
 # -- load / watch ----------------------------------------------------------------------------
 
 
+def query_item(text: str) -> str:
+    """A `--query KEY=VALUE` as it goes into the id: percent-encoded, so `c++` or `a&b` reach
+    `ctx.query` as written instead of being read as query syntax."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return f"{quote(key, safe='')}={quote(value, safe='')}"
+
+
 def module_id(text: str, query: Iterable[str] = ()) -> str:
     """The module id for a path given on the command line: absolute, keeping its `?query`,
-    with `query` items (`key=value`) appended."""
+    with `query` items (encoded `key=value`, see `query_item`) appended."""
     path, sep, qs = text.partition("?")
     parts = [p for p in (qs, *query) if p]
     return os.path.abspath(path) + ("?" + "&".join(parts) if parts else sep)
@@ -193,7 +211,9 @@ async def _load_async(root: str, id: str, mode: str, as_json: bool) -> int:
     from vmd.client import AsyncClient, ConnectionClosed, ProtocolError
 
     try:
-        async with await AsyncClient.start(root, mode=mode, log_level=_DAEMON_LOG_LEVEL) as client:
+        async with await AsyncClient.start(
+            root, mode=mode, log_level=_DAEMON_LOG_LEVEL, on_log=_print_log
+        ) as client:
             result = await client.load(id)
     except VmdError as exc:
         _print_error(exc)
@@ -221,11 +241,19 @@ async def _watch_async(root: str, id: str) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with await AsyncClient.start(root, log_level=_DAEMON_LOG_LEVEL) as client:
+        async with await AsyncClient.start(
+            root, log_level=_DAEMON_LOG_LEVEL, on_log=_print_log
+        ) as client:
             changes = client.changes()  # before the first load: no change may slip between
-            shown = await _show(client, id, None)
             stopped = asyncio.ensure_future(stop.wait())
             try:
+                # Ctrl-C stops the first load too (a loader may take until its timeout).
+                first = asyncio.ensure_future(_show(client, id, None))
+                await asyncio.wait({first, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not first.done():
+                    first.cancel()
+                    return 0
+                shown = first.result()
                 while not stop.is_set():
                     nxt = asyncio.ensure_future(changes.__anext__())
                     await asyncio.wait({nxt, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -269,6 +297,13 @@ async def _show(
         print(f"// version {result.version} ({change.reason})")
     _print_code(result)
     return result.version
+
+
+def _print_log(params: dict[str, object]) -> None:
+    """What loaders print (the daemon's `window/logMessage` of type Log) goes to stderr, next
+    to the errors: stdout carries only the module. The daemon logs its own warnings there."""
+    if params.get("type") == 4:
+        print(params.get("message", ""), file=sys.stderr, flush=True)
 
 
 def _print_code(result: LoadResult) -> None:
@@ -334,7 +369,7 @@ async def _check_async(
 
     try:
         async with await AsyncClient.start(
-            root, mode="build", include=include, log_level=_DAEMON_LOG_LEVEL
+            root, mode="build", include=include, log_level=_DAEMON_LOG_LEVEL, on_log=_print_log
         ) as client:
             outcomes = await asyncio.gather(*(one(client, path) for path in loaders))
     except (ProtocolError, ConnectionClosed) as exc:

@@ -80,6 +80,7 @@ class Connection:
         self._on_request = on_request
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[msgspec.Raw]] = {}
+        self._abandoned: set[int] = set()  # requests given up on (cancelled): answers expected
         self.closed: ConnectionClosed | None = None
 
     async def read_loop(self) -> None:
@@ -101,7 +102,9 @@ class Connection:
     def _dispatch(self, msg: _Envelope) -> None:
         if msg.method is None:
             future = self._pending.pop(msg.id, None) if isinstance(msg.id, int) else None
-            if future is None:
+            if future is None and isinstance(msg.id, int) and msg.id in self._abandoned:
+                self._abandoned.discard(msg.id)
+            elif future is None:
                 logger.warning("vmd.client: response to an unknown request id %r", msg.id)
             elif not future.done():
                 if msg.error is not None:
@@ -135,7 +138,8 @@ class Connection:
             self._write(message)
             return await future
         finally:
-            self._pending.pop(id, None)
+            if self._pending.pop(id, None) is not None and not future.done():
+                self._abandoned.add(id)  # cancelled while the daemon works on it
 
     def notify(self, method: str, params: Any = None) -> None:
         if self.closed is not None:

@@ -113,6 +113,36 @@ def test_find_loaders_skips_tool_folders_and_honours_include(project: Path) -> N
     ]
 
 
+def test_query_values_reach_the_loader_as_written(project: Path) -> None:
+    out = vmd(
+        "load", "src/hello.vmd.py", "--json", "--query", "lang=c++", "--query", "q=a&b",
+        "--query", "x=1#2", cwd=project,
+    )
+    assert out.returncode == 0, out.stderr
+    code = json.loads(out.stdout)["code"]
+    assert '\\"query\\":{\\"lang\\":\\"c++\\",\\"q\\":\\"a&b\\",\\"x\\":\\"1#2\\"}' in code
+
+
+def test_a_query_without_a_value_is_refused_by_name(project: Path) -> None:
+    out = vmd("load", "src/hello.vmd.py", "--query", "noeq", cwd=project)
+    assert out.returncode == 2
+    assert "expected KEY=VALUE, got 'noeq'" in out.stderr
+
+
+def test_what_a_loader_prints_goes_to_stderr_and_stdout_keeps_only_the_module(
+    project: Path,
+) -> None:
+    (project / "src" / "talk.vmd.py").write_text(
+        "import sys\n\ndef load(ctx):\n    print('hello from the loader')\n"
+        "    print('and from its stderr', file=sys.stderr)\n    return 'export default 1'\n"
+    )
+    out = vmd("load", "src/talk.vmd.py", cwd=project)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "export default 1\n"
+    assert "hello from the loader" in out.stderr
+    assert "and from its stderr" in out.stderr
+
+
 def test_module_id_is_absolute_and_keeps_the_query(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -167,3 +197,42 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
     assert out.returncode == 0
     for command in ("serve", "load", "watch", "check"):
         assert command in out.stdout
+
+
+async def test_ctrl_c_stops_watch_while_its_first_load_still_runs(project: Path) -> None:
+    (project / "src" / "slow.vmd.py").write_text(
+        "import time\n\ndef load(ctx):\n    time.sleep(30)\n    return ''\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vmd", "watch", "src/slow.vmd.py", cwd=project, env=ENV,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await asyncio.sleep(2)  # started, and waiting on the loader
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_watch_ends_quietly_when_its_reader_goes_away(project: Path) -> None:
+    """`vmd watch … | head -1`: the next change finds stdout closed."""
+    read, write = os.pipe()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vmd", "watch", "src/hello.vmd.py", cwd=project, env=ENV,
+        stdout=write, stderr=asyncio.subprocess.PIPE,
+    )
+    os.close(write)
+    try:
+        with os.fdopen(read, "rb") as reader:
+            assert b"export default" in await asyncio.to_thread(reader.readline)
+        (project / "src" / "data" / "a.txt").write_text("two")
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+        assert proc.stderr is not None
+        assert b"Traceback" not in await proc.stderr.read()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
