@@ -70,6 +70,23 @@ describe('vite build', () => {
     expect(daemonsIn(p.root)).toEqual([])
   })
 
+  test('query values reach the loader decoded, and one ending in .css still makes a module', async () => {
+    const p = project({
+      'package.json': '{"type":"module"}',
+      'src/echo.vmd.py': 'import vmd\n\ndef load(ctx):\n    return vmd.json_module(ctx.query)\n',
+      'src/main.js': [
+        "import a from './echo.vmd.py?title=hello%20world'",
+        "import b from './echo.vmd.py?name=caf%C3%A9'",
+        "import c from './echo.vmd.py?file=style.css'",
+        'export { a, b, c }',
+        '',
+      ].join('\n'),
+    })
+    await build(config(p))
+    const out = (await import(`${pathToFileURL(p.path('out/main.js')).href}?n=${imports++}`)) as Record<string, unknown>
+    expect(out).toMatchObject({ a: { title: 'hello world' }, b: { name: 'café' }, c: { file: 'style.css' } })
+  })
+
   test("the build's source map leads back to what the loader's map names, with its content", async () => {
     const p = project(mappedProject)
     await build(config(p, { build: { ...libBuild, sourcemap: true } }))

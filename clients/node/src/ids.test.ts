@@ -1,6 +1,6 @@
 // Strict id and request-URL parsing: one spelling per loader id, everything else refused.
 import { describe, expect, test } from 'vitest'
-import { RefusedIdError, mentionsPython, parseId, parseRequestUrl } from './ids.js'
+import { RefusedIdError, canonicalId, mentionsPython, parseId, parseRequestUrl } from './ids.js'
 
 describe('parseId', () => {
   test('accepts plain key=value queries', () => {
@@ -30,6 +30,32 @@ describe('parseId', () => {
   ])('refuses %s', (id) => {
     expect(() => parseId(id)).toThrow(RefusedIdError)
   })
+})
+
+describe('canonicalId', () => {
+  test('gives an import one spelling whether Vite decoded its query or not', () => {
+    // As written in a source file (a build) and as the dev server hands it over, decoded.
+    expect(canonicalId('./a.vmd.py?title=hello%20world')).toBe('./a.vmd.py?title=hello%20world')
+    expect(canonicalId('./a.vmd.py?title=hello world')).toBe('./a.vmd.py?title=hello%20world')
+    expect(canonicalId('./a.vmd.py?name=caf%C3%A9')).toBe('./a.vmd.py?name=caf%C3%A9')
+    expect(canonicalId('./a.vmd.py?name=café')).toBe('./a.vmd.py?name=caf%C3%A9')
+    expect(canonicalId('./a.vmd.py?pct=100%')).toBe('./a.vmd.py?pct=100%25')
+    expect(canonicalId('./a.vmd.py?a=%zz')).toBe('./a.vmd.py?a=%25zz') // not an escape: text
+    expect(canonicalId('./a.vmd.py?type=dog&n=2')).toBe('./a.vmd.py?type=dog&n=2')
+    expect(canonicalId('./a.vmd.py')).toBe('./a.vmd.py')
+  })
+
+  test('never lets an id end in an extension Vite would read as an asset', () => {
+    expect(canonicalId('./a.vmd.py?file=style.css')).toBe('./a.vmd.py?file=style%2Ecss')
+    expect(canonicalId('./a.vmd.py?page=x.html&v=1.5')).toBe('./a.vmd.py?page=x%2Ehtml&v=1%2E5')
+  })
+
+  test.each(['./a.vmd.py?a=1?raw', './a.vmd.py?a=1#x', './a.vmd.py?raw', './a.vmd.py?', './a.vmd.py?a=\ud800'])(
+    '%s stays refused',
+    (source) => {
+      expect(() => parseId(canonicalId(source))).toThrow(RefusedIdError)
+    },
+  )
 })
 
 describe('parseRequestUrl', () => {

@@ -61,6 +61,35 @@ export function parseId(id: string): ParsedId {
 }
 
 /**
+ * `source` (an import as Vite hands it to `resolveId`) with its query in the one spelling a
+ * loader id has, whoever decoded it first. Vite's dev server decodes a request URL before
+ * resolving it (`?title=hello%20world` arrives as `hello world`), a build does not: a value
+ * holding characters a strict query cannot is taken as decoded text and percent-encoded, so
+ * both give the same id and the loader the same value. A value's trailing extension dot is
+ * encoded too: Vite's CSS and HTML plugins take an id ending in `.css` or `.html` for a
+ * stylesheet or a page, and a loader's output is JavaScript whatever its query says.
+ * What comes out is still checked by `parseId`.
+ */
+export function canonicalId(source: string): string {
+  const at = source.indexOf('?')
+  if (at === -1 || at === source.length - 1) return source
+  const pairs = source.slice(at + 1).split('&').map((pair) => {
+    const eq = pair.indexOf('=')
+    if (eq === -1) return pair // refused by checkQuery, which names it
+    let value = pair.slice(eq + 1)
+    if (!VALUE.test(value)) {
+      try {
+        value = encodeURIComponent(value)
+      } catch {
+        return pair // a lone surrogate: refused by checkQuery
+      }
+    }
+    return `${pair.slice(0, eq)}=${value.replace(/\.(?=[A-Za-z0-9]+$)/, '%2E')}`
+  })
+  return `${source.slice(0, at)}?${pairs.join('&')}`
+}
+
+/**
  * Throws unless `query` is empty or `key=value` pairs joined by `&`: keys `[A-Za-z0-9_.-]`,
  * not one of Vite's own query flags (`raw`, `url`, `inline`, `worker`, `import`, `t`, …),
  * no key twice, values URL-safe without `?`, `#` or `\` even after percent-decoding.

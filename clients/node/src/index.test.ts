@@ -367,6 +367,28 @@ describe('server.fs and strict ids', () => {
     expect(project.read(marker)).toBe('xx')
   })
 
+  test('a query Vite decoded serves the module a build would, and .css in a value is no stylesheet', async () => {
+    const { server, project } = await start({ 'src/echo.vmd.py': 'import vmd\n\ndef load(ctx):\n    return vmd.json_module(ctx.query)\n' })
+    await server.listen()
+    const address = server.httpServer!.address()
+    if (!address || typeof address === 'string') throw new Error('no port')
+    const get = async (path: string) => {
+      const response = await fetch(`http://localhost:${address.port}${path}`)
+      return { status: response.status, body: await response.text() }
+    }
+    const spaced = await get('/src/echo.vmd.py?import&title=hello%20world')
+    expect(spaced.status).toBe(200)
+    expect(spaced.body).toContain('{\\"title\\":\\"hello world\\"}')
+    const accented = await get('/src/echo.vmd.py?import&name=caf%C3%A9')
+    expect(accented.status).toBe(200)
+    expect(accented.body).toContain('{\\"name\\":\\"caf\\u00e9\\"}')
+    const css = await get('/src/echo.vmd.py?import&file=style.css')
+    expect(css.status).toBe(200)
+    expect(css.body).toContain('export default JSON.parse("{\\"file\\":\\"style.css\\"}")')
+    expect(css.body).not.toContain('updateStyle')
+    expect(project.read('src/echo.vmd.py')).toContain('json_module')
+  })
+
   test('an id refused by the strict parser never reaches the daemon', async () => {
     const { server, project } = await start({ 'src/probe.vmd.py': '' })
     project.write('src/probe.vmd.py', files['src/probe.vmd.py'].replace('MARKER', project.path(marker)))

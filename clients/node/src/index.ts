@@ -15,7 +15,7 @@ import { AheadLoads } from './ahead.js'
 import { Daemon, DaemonRequestError, defaultPython } from './daemon.js'
 import type { FileChange } from './daemon.js'
 import { Dependents } from './dependents.js'
-import { RefusedIdError, mentionsPython, parseId, parseRequestUrl, checkQuery } from './ids.js'
+import { RefusedIdError, canonicalId, checkQuery, mentionsPython, parseId, parseRequestUrl } from './ids.js'
 import { checkOptions } from './options.js'
 import type { VmdOptions } from './options.js'
 import type { ChangedParams, LoadResult } from './protocol.js'
@@ -257,7 +257,7 @@ export default function vmd(options: VmdOptions = {}): Plugin {
         }
         if (file.includes('?') || !isLoader(file)) return null
         // A loader: from here on the id has exactly one spelling, or it is refused.
-        const { query } = parseId(source)
+        const { query } = parseId(canonicalId(source))
         const refused = refusal(file)
         if (refused) throw new RefusedIdError(source, refused)
         return query ? `${file}?${query}` : file
