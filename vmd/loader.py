@@ -132,10 +132,11 @@ class _Worker:
                 try:
                     payload = ipc.frame(done)
                 except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+                    what = "a map" if done.map is not None and not _sendable(done.map) else "code"
                     done.map = None
                     done.ok, done.code = False, ""
                     done.error = ipc.ErrorInfo(
-                        message=f"TypeError: load() returned a map that cannot be sent: {exc}",
+                        message=f"TypeError: load() returned {what} that cannot be sent: {exc}",
                         file=self.loader,
                         line=self._line_of("load"),
                     )
@@ -286,12 +287,15 @@ class _Worker:
         ctx.watched_files = list(done.watched_files)
 
     def _check_result(self, value: Any) -> tuple[str, Any]:
+        # str.__str__ turns a str subclass (markupsafe.Markup, say) into a plain str.
         if isinstance(value, str):
-            return value, None
+            return str.__str__(value), None
         if isinstance(value, dict) and isinstance(value.get("code"), str):
             map = value.get("map")
+            if isinstance(map, str):
+                map = str.__str__(map)
             if map is None or isinstance(map, (dict, str)):
-                return value["code"], map
+                return str.__str__(value["code"]), map
             got = f'a dict whose "map" is {type(map).__name__}'
         elif isinstance(value, dict):
             got = f'a dict whose "code" is {type(value.get("code")).__name__}'
@@ -441,6 +445,14 @@ def _format_exception(exc: BaseException) -> str:
     te = traceback.TracebackException.from_exception(exc)
     te.stack = _strip(te.stack)
     return "".join(te.format())
+
+
+def _sendable(value: Any) -> bool:
+    try:
+        msgspec.msgpack.encode(value)
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+        return False
+    return True
 
 
 def _flush() -> None:

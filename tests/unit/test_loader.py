@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from conftest import Workers
 
@@ -476,6 +478,37 @@ async def test_bad_return_value_is_an_error_at_def_load(workers: Workers) -> Non
     assert not done.ok and done.error is not None
     assert done.error.message.startswith("TypeError: load() returned int;")
     assert (done.error.file, done.error.line) == (loader, 4)
+
+
+async def test_a_str_subclass_is_served_as_plain_code(workers: Workers) -> None:
+    """markupsafe.Markup and friends are str subclasses: the README asks only for a str."""
+    loader = workers.write(
+        "a.vmd.py",
+        """
+        class Markup(str):
+            pass
+
+        def load(ctx):
+            return {"code": Markup("export default 1;"), "map": Markup('{"version": 3}')}
+        """,
+    )
+    done = await workers.run(loader)
+    assert done.ok, done.error
+    assert (done.code, done.map) == ("export default 1;", '{"version": 3}')
+
+
+@pytest.mark.parametrize(
+    ("result", "what"),
+    [("'export default \\ud800'", "code"), ("{'code': '', 'map': {'x': object()}}", "a map")],
+)
+async def test_output_that_cannot_be_sent_is_an_error_naming_the_part(
+    workers: Workers, result: str, what: str
+) -> None:
+    loader = workers.write("a.vmd.py", f"def load(ctx):\n    return {result}\n")
+    done = await workers.run(loader)
+    assert not done.ok and done.error is not None
+    assert done.error.message.startswith(f"TypeError: load() returned {what} that cannot be sent")
+    assert (done.error.file, done.error.line) == (loader, 1)
 
 
 async def test_loader_without_load_is_an_error_at_line_1(workers: Workers) -> None:
