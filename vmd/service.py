@@ -148,13 +148,13 @@ class Service:
         for rec in dict.fromkeys(recs):
             if rec.running is not None:
                 rec.reasons.add("invalidate")  # the burst runs once more (_still_dirty)
-            else:
-                had_output = rec.version > 0
+            elif rec.result is not None or rec.error is not None:
                 self.store.drop_output(rec)
-                if had_output:
-                    self.notifier.changed(
-                        ChangedParams(id=rec.id, version=rec.version, reason="invalidate")
-                    )
+                self.notifier.changed(
+                    ChangedParams(id=rec.id, version=rec.version, reason="invalidate")
+                )
+            else:
+                continue  # nothing cached (never run, or invalidated already): nothing to drop
             out.append(rec.id)
         return out
 

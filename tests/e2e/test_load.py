@@ -178,6 +178,17 @@ async def test_invalidate_by_id_returns_it_notifies_and_next_load_reruns(
     assert not [c for c in daemon.notifications("vmd/changed", since=mark) if c["id"] == other]
 
 
+async def test_invalidating_twice_drops_and_reports_once(project: Project, daemon: Daemon) -> None:
+    loader, _ = counting_loader(project)
+    await daemon.load(loader)
+    mark = daemon.mark()
+    assert await daemon.invalidate(id=loader) == [loader]
+    await daemon.changed(loader, since=mark)
+    assert await daemon.invalidate(id=loader) == []  # nothing cached any more
+    await daemon.quiet()
+    assert len(daemon.notifications("vmd/changed", since=mark)) == 1
+
+
 async def test_invalidate_by_path_drops_every_module_depending_on_it(
     project: Project, daemon: Daemon
 ) -> None:
