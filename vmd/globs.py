@@ -45,6 +45,11 @@ def split(pattern: str) -> tuple[str, list[str]]:
     return posixpath.dirname(pattern) or "/", [parts[-1]]
 
 
+def has_magic(pattern: str) -> bool:
+    """Whether `pattern` has wildcards (else it names one path)."""
+    return _MAGIC.search(pattern) is not None
+
+
 def is_recursive(pattern: str) -> bool:
     """Whether matching needs more than the base folder's direct entries."""
     return len(split(pattern)[1]) > 1

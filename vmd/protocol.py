@@ -56,6 +56,7 @@ class LoadResult(Message, kw_only=True):
     version: int
     watch_files: list[str]
     dependencies: list[str]
+    watch_dirs: list[str] = []
 
 
 class InvalidateResult(Message, kw_only=True):

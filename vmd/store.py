@@ -6,6 +6,7 @@ function the caller passes, so the whole module is testable with a fake file sys
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -81,6 +82,12 @@ class Record:
         such as Vite's `addWatchFile` cannot take a path that does not exist)."""
         tables = (self.code_deps, self.instance_deps, self.data_deps)
         return sorted({p for table in tables for p, s in table.items() if s is not None})
+
+    def glob_dirs(self) -> list[str]:
+        """Existing folders the `watch` globs look in (`LoadResult.watch_dirs`): the literal
+        base of each glob that has wildcards (a plain path is a file, listed in watch_files)."""
+        out = {globs.split(p)[0] for p in self.globs if globs.has_magic(p)}
+        return sorted(d for d in out if os.path.isdir(d))
 
     def known(self, path: str) -> Sig:
         """The signature this record last saw for `path` (None: absent or never seen)."""
@@ -169,6 +176,7 @@ class Store:
                 version=rec.version,
                 watch_files=sorted(rec.watched_files),
                 dependencies=rec.dependency_paths(),
+                watch_dirs=rec.glob_dirs(),
             )
             rec.encoded = _encoder.encode(rec.result)
         else:

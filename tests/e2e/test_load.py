@@ -96,7 +96,7 @@ async def test_results_are_keyed_by_the_exact_id_string(
     assert runs(counter) == 3  # two spellings of one query are two modules
 
 
-async def test_watch_files_and_dependencies_are_absolute(
+async def test_watch_files_watch_dirs_and_dependencies_are_absolute(
     project: Project, daemon: Daemon
 ) -> None:
     project.write("src/data/a.txt", "A")
@@ -104,13 +104,14 @@ async def test_watch_files_and_dependencies_are_absolute(
     project.write("src/data/skip.csv", "no")
     helper = project.write("src/helpers.py", "def shout(s):\n    return s.upper()\n")
     read = project.write("content/extra.json", "{}")
+    project.write("content/plain.txt", "plain")
     loader = project.write(
         "src/a.vmd.py",
         """
         import vmd
         from helpers import shout
 
-        watch = ["data/*.txt"]
+        watch = ["data/*.txt", "../content/plain.txt", "missing/**/*.md"]
 
         def load(ctx):
             open(ctx.path.parent.parent / "content" / "extra.json").read()
@@ -118,8 +119,13 @@ async def test_watch_files_and_dependencies_are_absolute(
         """,
     )
     result = await daemon.load(loader)
-    assert exported(result) == ["DATA/A.TXT", "DATA/B.TXT"]
-    assert result["watchFiles"] == [project.path("src/data/a.txt"), project.path("src/data/b.txt")]
+    assert exported(result) == ["../CONTENT/PLAIN.TXT", "DATA/A.TXT", "DATA/B.TXT"]
+    assert result["watchFiles"] == [
+        project.path("content/plain.txt"), project.path("src/data/a.txt"),
+        project.path("src/data/b.txt"),
+    ]
+    # Where a new file may match: existing glob folders only (a plain path is a watch file).
+    assert result["watchDirs"] == [project.path("src/data")]
     assert {loader, helper, read} <= set(result["dependencies"])
     assert all(Path(p).is_absolute() for p in result["dependencies"])
 

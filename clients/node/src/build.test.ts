@@ -145,7 +145,7 @@ export default {
     expect(daemonsIn(p.root)).toEqual([])
   })
 
-  test('build --watch rebuilds when a watched file, a helper or the loader changes', async () => {
+  test('build --watch rebuilds when a watched file, a new file the globs match, a helper or the loader changes', async () => {
     const p = project()
     const watcher = (await build(config(p, { build: { ...libBuild, watch: {} } }))) as Rollup.RollupWatcher
     let ends = 0
@@ -165,6 +165,9 @@ export default {
 
     p.write('data/a.csv', 'name,role\nada,admin\nkatherine,admin\n')
     await waitFor(async () => (await importOutput(p)).admins.names.includes('katherine'), 'a rebuild after a CSV edit')
+
+    p.write('data/b.csv', 'name,role\ngrace,admin\n')
+    await waitFor(async () => (await importOutput(p)).admins.names.includes('grace'), 'a rebuild after a new CSV')
 
     p.write('src/helper.py', 'def label():\n    return "v2"\n')
     await waitFor(async () => (await importOutput(p)).users.label === 'v2', 'a rebuild after a helper edit')

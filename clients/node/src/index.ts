@@ -275,7 +275,9 @@ export default function vmd(options: VmdOptions = {}): Plugin {
         const result = await loadModule(id)
         if (config.command === 'build') {
           // `vite build --watch` rebuilds when any of these change; the daemon re-checks them.
-          for (const file of [...result.watchFiles, ...result.dependencies]) {
+          // The glob folders too: a file created there may match (watched with what is below).
+          const folders = this.meta.watchMode ? (result.watchDirs ?? []) : []
+          for (const file of [...result.watchFiles, ...result.dependencies, ...folders]) {
             if (watchedInBuild.has(file)) continue
             watchedInBuild.add(file)
             this.addWatchFile(file)

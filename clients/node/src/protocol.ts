@@ -49,6 +49,8 @@ export interface LoadResult {
   watchFiles: string[]
   /** Absolute files the output depends on: the loader, its local imports, files it read. */
   dependencies: string[]
+  /** Existing folders the `watch` globs look in (absent from daemons before it was added). */
+  watchDirs?: string[]
 }
 
 export interface InvalidateResult {
