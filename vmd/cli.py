@@ -20,7 +20,7 @@ from urllib.parse import quote
 import msgspec
 
 from vmd import globs
-from vmd.errors import VmdError
+from vmd.errors import Refused, VmdError
 from vmd.protocol import ChangedParams, LoadResult
 
 if TYPE_CHECKING:
@@ -139,7 +139,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to check")
     check.add_argument(
-        "--root", default=".", help="the workspace root (default: the current directory)"
+        "--root",
+        default=".",
+        type=existing_folder,
+        help="the workspace root (default: the current directory)",
     )
     check.add_argument(
         "--include",
@@ -167,7 +170,10 @@ def _add_id_arguments(parser: argparse.ArgumentParser) -> None:
         "ctx.query gets the value as written (spares quoting `?` in shells); repeatable",
     )
     parser.add_argument(
-        "--root", default=".", help="the workspace root (default: the current directory)"
+        "--root",
+        default=".",
+        type=existing_folder,
+        help="the workspace root (default: the current directory)",
     )
 
 
@@ -183,6 +189,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 # -- load / watch ----------------------------------------------------------------------------
+
+
+def existing_folder(text: str) -> str:
+    """A `--root` that is a folder, or a usage error saying what it is instead."""
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such folder")
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: not a folder")
+    return text
 
 
 def query_item(text: str) -> str:
@@ -202,8 +217,25 @@ def module_id(text: str, query: Iterable[str] = ()) -> str:
     return os.path.abspath(path) + ("?" + "&".join(parts) if parts else sep)
 
 
+def _unencodable(id: str) -> str | None:
+    """Why `id` cannot travel in the protocol (JSON is UTF-8), or None when it can."""
+    try:
+        id.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{_shown(id)}: a file name that is not valid UTF-8 cannot be a module id"
+    return None
+
+
+def _shown(path: str) -> str:
+    """`path` printable whatever bytes its name has (undecodable ones as \\x escapes)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _load(args: argparse.Namespace) -> int:
     id = module_id(args.id, args.query or ())
+    if why := _unencodable(id):
+        print(f"vmd: {why}", file=sys.stderr)
+        return 2
     return asyncio.run(_load_async(args.root, id, args.mode, args.json))
 
 
@@ -230,6 +262,9 @@ async def _load_async(root: str, id: str, mode: str, as_json: bool) -> int:
 
 def _watch(args: argparse.Namespace) -> int:
     id = module_id(args.id, args.query or ())
+    if why := _unencodable(id):
+        print(f"vmd: {why}", file=sys.stderr)
+        return 2
     return asyncio.run(_watch_async(args.root, id))
 
 
@@ -344,6 +379,10 @@ def find_loaders(root: str, paths: list[str], include: list[str]) -> list[str]:
 
 def _check(args: argparse.Namespace) -> int:
     include = args.include or DEFAULT_INCLUDE
+    for path in args.paths:
+        if not os.path.exists(path):
+            print(f"vmd: {path}: no such file or folder", file=sys.stderr)
+            return 2
     loaders = find_loaders(args.root, args.paths, include)
     if not loaders:
         print(f"vmd: no loaders found (include: {', '.join(include)})", file=sys.stderr)
@@ -360,6 +399,8 @@ async def _check_async(
     limit = asyncio.Semaphore(_CHECK_CONCURRENCY)
 
     async def one(client: AsyncClient, path: str) -> VmdError | None:
+        if why := _unencodable(path):  # reported like a refusal; the others still run
+            return Refused(why, id=path, file=path, line=1)
         async with limit:
             try:
                 await client.load(path)
@@ -393,7 +434,7 @@ async def _check_async(
 
 def _relative(path: str, base: str) -> str:
     rel = os.path.relpath(path, base)
-    return path if rel.startswith("..") else rel.replace(os.sep, "/")
+    return _shown(path if rel.startswith("..") else rel.replace(os.sep, "/"))
 
 
 def _indent(text: str) -> str:

@@ -143,6 +143,30 @@ def test_what_a_loader_prints_goes_to_stderr_and_stdout_keeps_only_the_module(
     assert "and from its stderr" in out.stderr
 
 
+def test_a_root_or_path_that_is_not_there_is_a_usage_error_naming_it(project: Path) -> None:
+    out = vmd("load", "src/hello.vmd.py", "--root", "/nonexistent", cwd=project)
+    assert out.returncode == 2
+    assert "argument --root: /nonexistent: no such folder" in out.stderr
+    out = vmd("check", "--root", "src/hello.vmd.py", cwd=project)
+    assert (out.returncode, out.stdout) == (2, "")
+    assert "argument --root: src/hello.vmd.py: not a folder" in out.stderr
+    out = vmd("check", "nowhere", cwd=project)
+    assert (out.returncode, out.stdout) == (2, "")
+    assert "vmd: nowhere: no such file or folder" in out.stderr
+
+
+def test_check_reports_a_file_name_that_is_not_utf8_and_checks_the_rest(project: Path) -> None:
+    src = os.fsencode(project / "src")
+    with open(src + b"/bad\xffname.vmd.py", "w") as f:
+        f.write("def load(ctx):\n    return ''\n")
+    out = vmd("check", "src", cwd=project)
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert "FAIL src/bad\\xffname.vmd.py:1: " in out.stdout
+    assert "a file name that is not valid UTF-8 cannot be a module id" in out.stdout
+    assert "ok   src/hello.vmd.py" in lines
+
+
 def test_module_id_is_absolute_and_keeps_the_query(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
