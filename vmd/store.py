@@ -167,6 +167,8 @@ class Store:
             rec.instance_deps = dict(done.instance_deps)
             rec.data_deps = dict(done.data_deps)
         rec.code_deps.setdefault(rec.loader, globs.signature(rec.loader))
+        if rec.mid.path != rec.loader:  # reached through a symlink: re-pointing it is a code edit
+            rec.code_deps.setdefault(rec.mid.path, globs.signature(rec.mid.path))
         if error is None and done is not None and done.ok:
             rec.error = None
             rec.result = LoadResult(

@@ -308,6 +308,21 @@ async def test_deleting_the_loader_refuses_it_and_recreating_it_recovers(
     assert (await daemon.load(loader))["code"] == "export default 2;"
 
 
+async def test_re_pointing_a_symlinked_loader_runs_the_new_target(
+    project: Project, daemon: Daemon
+) -> None:
+    project.write("src/real.vmd.py", "def load(ctx):\n    return 'export default \"real\";'\n")
+    project.write("src/other.vmd.py", "def load(ctx):\n    return 'export default \"other\";'\n")
+    alias = project.path("src/alias.vmd.py")
+    os.symlink("real.vmd.py", alias)
+    assert (await daemon.load(alias))["code"] == 'export default "real";'
+    mark = daemon.mark()
+    os.symlink("other.vmd.py", alias + ".new")
+    os.replace(alias + ".new", alias)  # as `ln -sfn` does
+    assert (await daemon.changed(alias, since=mark))["reason"] == "code"
+    assert (await daemon.load(alias))["code"] == 'export default "other";'
+
+
 async def test_a_worker_crash_caused_by_a_change_is_reported_once_and_recovers(
     project: Project, daemon: Daemon
 ) -> None:
