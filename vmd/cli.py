@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     try:
         code = args.run(args)
+    except KeyboardInterrupt:  # Ctrl-C during load or check: the daemon went down with us
+        code = 130
     except BrokenPipeError:
         # `vmd watch … | head -1`: the reader is gone, which is how such a pipe ends.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

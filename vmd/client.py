@@ -139,7 +139,7 @@ class AsyncClient:
         timeout_ms: int | None = None,
         python: str = sys.executable,
         env: dict[str, str] | None = None,
-        log_level: str | None = None,
+        log_level: str | None = "warning",
         on_log: LogCallback | None = None,
         on_diagnostics: DiagnosticsCallback | None = None,
     ) -> AsyncClient:
@@ -152,7 +152,8 @@ class AsyncClient:
             timeout_ms: how long a loader run may take (daemon default 30000).
             python: the interpreter to run the daemon with.
             env: the daemon's whole environment (default: this process's).
-            log_level: the daemon's `--log-level` for its stderr (default: its own default).
+            log_level: the daemon's `--log-level` for its stderr, which is this process's
+                (default: warnings and errors only; None: the daemon's own default, info).
 
         Raises:
             ConnectionClosed: the daemon exited before answering `initialize`.
@@ -387,7 +388,7 @@ class Client:
         timeout_ms: int | None = None,
         python: str = sys.executable,
         env: dict[str, str] | None = None,
-        log_level: str | None = None,
+        log_level: str | None = "warning",
         on_log: LogCallback | None = None,
         on_diagnostics: DiagnosticsCallback | None = None,
     ) -> None:

@@ -138,8 +138,8 @@ class Connection:
             self._write(message)
             return await future
         finally:
-            if self._pending.pop(id, None) is not None and not future.done():
-                self._abandoned.add(id)  # cancelled while the daemon works on it
+            if self._pending.pop(id, None) is not None:  # no answer came: cancelled
+                self._abandoned.add(id)  # its answer may still come; it is not unexpected
 
     def notify(self, method: str, params: Any = None) -> None:
         if self.closed is not None:

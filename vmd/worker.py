@@ -167,11 +167,17 @@ class Worker:
 
     async def stop(self, grace: float) -> None:
         """Ask it to run its cleanups and exit; give up waiting after `grace` seconds."""
+        busy = bool(self.inflight)  # a run under way reads Stop only when it ends
         self.send(ipc.Stop())
         try:
             await asyncio.wait_for(asyncio.shield(self.tasks[0]), grace)
         except asyncio.TimeoutError:
-            logger.warning("vmd: worker %d ignored Stop for %.1f s; killing it", self.pid, grace)
+            if busy:  # expected when stopping mid-run (Ctrl-C on a slow loader, a shutdown)
+                logger.info("vmd: worker %d is still running a loader; killing it", self.pid)
+            else:  # an idle worker whose cleanups hang
+                logger.warning(
+                    "vmd: worker %d ignored Stop for %.1f s; killing it", self.pid, grace
+                )
 
     async def reap(self, timeout: float) -> None:
         """Kill the process group, wait for the process and for its pipes to close."""

@@ -260,3 +260,23 @@ async def test_watch_ends_quietly_when_its_reader_goes_away(project: Path) -> No
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_ctrl_c_during_load_exits_130_without_a_traceback(project: Path) -> None:
+    (project / "src" / "slow.vmd.py").write_text(
+        "import time\n\ndef load(ctx):\n    time.sleep(30)\n    return ''\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vmd", "load", "src/slow.vmd.py", cwd=project, env=ENV,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await asyncio.sleep(2)  # the loader is asleep in its worker
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 10)
+        assert proc.returncode == 130
+        assert (stdout, stderr) == (b"", b"")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

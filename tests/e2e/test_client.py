@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -139,6 +140,18 @@ async def test_close_shuts_the_daemon_down_cleanly(project: Path) -> None:
     await c.load(str(project / "src" / "hello.vmd.py"))
     await c.close()
     assert c.process.returncode == 0
+
+
+def test_a_script_using_the_client_gets_no_daemon_chatter_on_its_stderr(project: Path) -> None:
+    script = (
+        "from vmd.client import Client\n"
+        f"with Client.start({str(project)!r}) as client:\n"
+        f"    print(client.load({str(project / 'src' / 'hello.vmd.py')!r}).version)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "1\n", "")
 
 
 def test_sync_client_loads_reloads_and_hears_changes(project: Path) -> None:
