@@ -428,7 +428,7 @@ class _Worker:
 def _internal(filename: str) -> bool:
     return (
         filename in (__file__, capture.__file__)
-        or filename.startswith("<frozen importlib")
+        or filename.startswith(("<frozen importlib", "<frozen runpy>"))
         or (os.sep + "concurrent" + os.sep + "futures" + os.sep) in filename
     )
 

@@ -290,7 +290,8 @@ class WorkerPool:
         stack = await worker.stack(_STACK_WAIT)
         await self._reap(worker)
         return LoaderTimeout(
-            f"{id} timed out after {self._timeout_ms} ms",
+            # The file and line say where; the id is in the error's data.
+            f"timed out after {self._timeout_ms} ms",
             id=id,
             file=stack.file if stack else loader,
             line=stack.line if stack else 1,
