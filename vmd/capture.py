@@ -79,13 +79,19 @@ class Capture:
         """Whether absolute `path` is project code or data (see `Locality`)."""
         return self.locality.is_local(path)
 
-    def record_candidates(self, fullname: str, path: Iterable[str] | None) -> None:
-        """An import found nothing: watch where the module could appear."""
+    def record_candidates(
+        self, fullname: str, path: Iterable[str] | None, found_in: str | None = None
+    ) -> None:
+        """Watch where the module could appear: anywhere on the search path when the import
+        found nothing, else in the entries searched before `found_in` (a file created there
+        would shadow the one imported)."""
         name = fullname.rpartition(".")[2]
         for entry in sys.path if path is None else path:
             if not isinstance(entry, str):
                 continue
             entry = os.path.abspath(entry or ".")
+            if entry == found_in:
+                return
             if self.is_local(entry):
                 for candidate in (
                     os.path.join(entry, name + ".py"),
@@ -159,6 +165,9 @@ class _Finder:
             origin = os.path.abspath(origin)
             capture.code_deps[origin] = globs.signature(origin)
             spec.loader = SourceLoader(fullname, origin)
+            package = spec.submodule_search_locations is not None
+            found_in = os.path.dirname(os.path.dirname(origin) if package else origin)
+            capture.record_candidates(fullname, path, found_in)
         return spec
 
     def invalidate_caches(self) -> None:

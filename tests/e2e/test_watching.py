@@ -179,6 +179,27 @@ async def test_missing_helper_module_recovers_once_it_is_created(
     assert exported(await daemon.load(loader)) == "here now"
 
 
+async def test_a_module_created_where_it_would_shadow_an_import_takes_over(
+    project: Project, daemon: Daemon
+) -> None:
+    project.write("shadow.py", "WHERE = 'root'\n")
+    loader = project.write(
+        "src/a.vmd.py",
+        """
+        import vmd
+        from shadow import WHERE
+
+        def load(ctx):
+            return vmd.json_module(WHERE)
+        """,
+    )
+    assert exported(await daemon.load(loader)) == "root"
+    mark = daemon.mark()
+    project.write("src/shadow.py", "WHERE = 'next to the loader'\n")  # first on the path
+    assert (await daemon.changed(loader, since=mark))["reason"] == "code"
+    assert exported(await daemon.load(loader)) == "next to the loader"
+
+
 async def test_load_right_after_a_write_is_never_stale(project: Project, daemon: Daemon) -> None:
     project.write("src/data/a.txt", "v000")
     loader = texts_loader(project)
