@@ -358,6 +358,8 @@ class VmdServer:
 
     def finished(self, rec: Record) -> None:
         self.lsp.finished(rec)
+        if self.shutdown_requested or self.stopped.is_set():
+            return  # runs cut short by the shutdown: no problem in the user's files to show
         for file in self.diagnostics.update(rec.id, rec.loader, rec.error):
             diags = [
                 {

@@ -313,9 +313,12 @@ async def test_shutdown_during_a_long_run_answers_both_and_exits_0(
     await eventually(lambda: len(daemon.worker_pids()) >= 2)
     await asyncio.sleep(0.1)
     pids = daemon.worker_pids()
+    mark = daemon.mark()
     assert await asyncio.wait_for(daemon.call("shutdown"), 5) is None
     response = await asyncio.wait_for(pending, 5)
     assert "error" in response  # the run was stopped, and said so
+    # ...to the request, not as a problem in the loader's file for an editor to underline.
+    assert daemon.notifications("textDocument/publishDiagnostics", since=mark) == []
     daemon.notify("exit")
     assert await daemon.wait_exit() == 0
     await eventually(lambda: not any(alive(p) for p in pids))
