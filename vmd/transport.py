@@ -70,7 +70,9 @@ def _content_length(header: bytes) -> int:
             try:
                 length = int(value.strip())
             except ValueError:
-                raise FrameError(f"bad Content-Length {value[:40]!r}; message dropped") from None
+                length = -1
+            if length < 0:
+                raise FrameError(f"bad Content-Length {value[:40]!r}; message dropped")
     if length < 0:
         raise FrameError("header without Content-Length; message dropped")
     return length

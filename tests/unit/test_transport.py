@@ -37,6 +37,12 @@ def test_a_header_block_without_length_is_reported_and_skipped() -> None:
     assert errors and "Content-Length" in errors[0]
 
 
+def test_a_negative_content_length_is_reported_as_bad() -> None:
+    bodies, errors = Framer().feed(b"Content-Length: -5\r\n\r\n" + frame(b"{}"))
+    assert errors == ["bad Content-Length b' -5'; message dropped"]
+    assert bodies == [b"{}"]
+
+
 def test_garbage_headers_do_not_lose_the_next_message() -> None:
     bodies, errors = Framer().feed(b"garbage\r\n\r\n" + frame(b"{}"))
     assert bodies == [b"{}"] and len(errors) == 1
