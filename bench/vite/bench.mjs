@@ -5,6 +5,7 @@
 //   node bench/vite/bench.mjs latency --browser [--edits 100]     ... -> the page in Chromium shows it
 //   node bench/vite/bench.mjs build [--modules 500] [--rounds 3]       build() inside one Node process
 //   node bench/vite/bench.mjs build-cli [--modules 500] [--rounds 5]   `vite build` as a user runs it
+//   node bench/vite/bench.mjs build-profile [--modules 500] [--rounds 6]   ... where Vite's main thread spends it
 //   node bench/vite/bench.mjs memory [--edits 2000]      (runs both, each in its own process)
 //
 // Run from the repository root after ./scripts/test (or `npm ci` in clients/node and
@@ -328,10 +329,8 @@ async function memory() {
 
 // `vite build` from the command line, a fresh Node process each time: what a user waits for.
 // Both configs are loaded natively (--configLoader native), as an installed plugin would be,
-// rather than bundled into the config by path.
-async function buildCli() {
-  const n = Number(flag('modules', 500))
-  const rounds = Number(flag('rounds', 5))
+// rather than bundled into the config by path. `run(name, nodeArgs)` times one build.
+function cliProject(n) {
   const root = buildProject(n)
   const viteBin = join(clients, 'node_modules/vite/bin/vite.js')
   const config = (name, importLine, call, entry) =>
@@ -341,18 +340,25 @@ async function buildCli() {
     )
   config('vmd', `import vmd from ${JSON.stringify(pathToFileURL(join(clients, 'dist/index.js')).href)}`, 'vmd()', 'src/vmd.js')
   config('baseline', `import baseline from ${JSON.stringify(new URL('./baseline.mjs', import.meta.url).href)}`, 'baseline()', 'src/baseline.js')
-  const run = (name) =>
+  const run = (name, nodeArgs = []) =>
     new Promise((resolve, reject) => {
       const t0 = performance.now()
-      const child = spawn(process.execPath, [viteBin, 'build', '--configLoader', 'native', '-c', `${name}.config.mjs`], { cwd: root, stdio: 'ignore' })
+      const child = spawn(process.execPath, [...nodeArgs, viteBin, 'build', '--configLoader', 'native', '-c', `${name}.config.mjs`], { cwd: root, stdio: 'ignore' })
       child.on('exit', (code) => (code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${name}: vite build exited ${code}`))))
     })
+  return { root, run }
+}
+
+async function buildCli() {
+  const n = Number(flag('modules', 500))
+  const rounds = Number(flag('rounds', 5))
+  const { root, run } = cliProject(n)
   const times = { vmd: [], baseline: [] }
   await run('vmd') // warm the disk cache and Python's bytecode for both
   await run('baseline')
   for (let r = 0; r < rounds; r++) {
-    times.vmd.push(await run('vmd'))
-    times.baseline.push(await run('baseline'))
+    // Each goes first in every other round: neither always follows the other's exit.
+    for (const name of r % 2 ? ['baseline', 'vmd'] : ['vmd', 'baseline']) times[name].push(await run(name))
   }
   rmSync(root, { recursive: true, force: true })
   console.log(`\`vite build\` of ${n} virtual modules from the command line, ${rounds} rounds alternating (process wall time)`)
@@ -362,12 +368,47 @@ async function buildCli() {
   console.log(`vmd / baseline (median): ${(pct(times.vmd, 50) / pct(times.baseline, 50)).toFixed(2)}x`)
 }
 
+// Where Vite's main thread spends a command-line build: CPU profiles of `rounds` builds of each,
+// self time summed by package (or Node internal module) and averaged per build.
+async function buildProfile() {
+  const n = Number(flag('modules', 500))
+  const rounds = Number(flag('rounds', 6))
+  const { root, run } = cliProject(n)
+  const per = {}
+  for (let r = 0; r < rounds; r++) {
+    for (const name of ['vmd', 'baseline']) {
+      const dir = join(root, `prof-${name}-${r}`)
+      await run(name, ['--cpu-prof', '--cpu-prof-interval', '200', '--cpu-prof-dir', dir])
+      // The main thread's profile is the first one written (workers write later ones).
+      const main = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort()[0]
+      const profile = JSON.parse(readFileSync(join(dir, main), 'utf8'))
+      const nodes = new Map(profile.nodes.map((node) => [node.id, node]))
+      const sums = (per[name] ??= new Map())
+      profile.samples.forEach((id, i) => {
+        const { url, functionName } = nodes.get(id).callFrame
+        const pkg = url.match(/node_modules\/((?:@[^/]+\/)?[^/]+)/)?.[1]
+        const key = pkg ?? (url.includes('clients/node/dist') ? 'vite-plugin-vmd' : url.endsWith('baseline.mjs') ? 'baseline plugin' : url.startsWith('node:') ? url.split('/').slice(0, 3).join('/') : url ? 'other' : functionName)
+        sums.set(key, (sums.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000 / rounds)
+      })
+    }
+  }
+  rmSync(root, { recursive: true, force: true })
+  console.log(`Vite's main thread in a command-line \`vite build\` of ${n} virtual modules, self time per build (mean of ${rounds})`)
+  for (const [name, sums] of Object.entries(per)) {
+    const total = [...sums.values()].reduce((a, b) => a + b, 0)
+    const idle = sums.get('(idle)') ?? 0
+    console.log(`\n${name}: busy ${ms(total - idle)}, idle ${ms(idle)}`)
+    for (const [key, t] of [...sums].filter(([key]) => key !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`  ${ms(t).padStart(10)}  ${key}`)
+  }
+}
+
 const command = args[0]
 if (command === 'latency') await (args.includes('--browser') ? latencyBrowser() : latency())
 else if (command === 'build') await buildBench()
 else if (command === 'build-cli') await buildCli()
+else if (command === 'build-profile') await buildProfile()
 else if (command === 'memory') await memory()
 else {
-  console.error('usage: node bench/vite/bench.mjs latency [--http|--browser]|build|build-cli|memory [--edits N] [--gap MS] [--modules N] [--rounds N]')
+  console.error('usage: node bench/vite/bench.mjs latency [--http|--browser]|build|build-cli|build-profile|memory [--edits N] [--gap MS] [--modules N] [--rounds N]')
   process.exit(2)
 }
