@@ -60,9 +60,9 @@ describe('canonicalId', () => {
 
 describe('parseRequestUrl', () => {
   test('removes only Vite’s own import and t= flags', () => {
-    expect(parseRequestUrl('/src/a.vmd.py?type=dog&import&t=1700000000000')).toEqual({ kind: 'root', path: '/src/a.vmd.py', query: 'type=dog' })
-    expect(parseRequestUrl('/@fs/x/a.vmd.py?import')).toEqual({ kind: 'fs', path: '/x/a.vmd.py', query: '' })
-    expect(parseRequestUrl('/src/my%20data.vmd.py')).toEqual({ kind: 'root', path: '/src/my data.vmd.py', query: '' })
+    expect(parseRequestUrl('/src/a.vmd.py?type=dog&import&t=1700000000000')).toEqual({ kind: 'root', path: '/src/a.vmd.py', query: 'type=dog', imported: true })
+    expect(parseRequestUrl('/@fs/x/a.vmd.py?import')).toEqual({ kind: 'fs', path: '/x/a.vmd.py', query: '', imported: true })
+    expect(parseRequestUrl('/src/my%20data.vmd.py')).toEqual({ kind: 'root', path: '/src/my data.vmd.py', query: '', imported: false })
   })
 
   test.each(['/src/a.vmd.py%3Fraw', '/src%2Fa.vmd.py', '/src/a.vmd.py%23', '/src/a.vmd.py?a=1?raw', '/src/a.vmd.py#x', '/src/../a.vmd.py', '/src/a%25.vmd.py', '/src/a.vmd.py?x=%3f'])(

@@ -128,6 +128,8 @@ export interface RequestTarget {
   path: string
   /** The loader query left for the daemon (Vite's `import` and `t=` removed). */
   query: string
+  /** Whether the URL has Vite's `import` flag: a module import, not a plain fetch of the file. */
+  imported: boolean
 }
 
 const ENCODED_SPECIAL = /%(?:2f|5c|3f|23|25|00)/i
@@ -152,13 +154,12 @@ export function parseRequestUrl(url: string): RequestTarget | undefined {
   }
   if (!path.startsWith('/') || path.split('/').some((s) => s === '..' || s === '.')) return undefined
   // Vite's own flags on module requests: `import` (added by import analysis) and `t=` (HMR).
-  const query = rawQuery
-    .split('&')
-    .filter((p) => p !== '' && p !== 'import' && !/^t=\d+$/.test(p))
-    .join('&')
-  if (path.startsWith('/@fs/')) return { kind: 'fs', path: path.slice('/@fs'.length), query }
-  if (path.startsWith('/@id/')) return { kind: 'id', path, query }
-  return { kind: 'root', path, query }
+  const parts = rawQuery.split('&')
+  const query = parts.filter((p) => p !== '' && p !== 'import' && !/^t=\d+$/.test(p)).join('&')
+  const imported = parts.includes('import')
+  if (path.startsWith('/@fs/')) return { kind: 'fs', path: path.slice('/@fs'.length), query, imported }
+  if (path.startsWith('/@id/')) return { kind: 'id', path, query, imported }
+  return { kind: 'root', path, query, imported }
 }
 
 /** True when a URL, decoded up to three times, names a `.py` file anywhere. */

@@ -354,6 +354,8 @@ describe('server.fs and strict ids', () => {
       [`/@id/${outside.path('evil.vmd.py')}`, [403]],
       [`/@fs${outside.path('missing.vmd.py')}?import`, [403]],
       ['/src/missing.vmd.py?import', [404]],
+      ['/src/probe.vmd.py', [403]], // a plain fetch would get the loader's source
+      ['/src/probe.vmd.py?x=1', [403]],
     ]
     for (const [path, codes] of refused) {
       expect.soft(codes, path).toContain(await status(base, path))

@@ -178,7 +178,9 @@ export default function vmd(options: VmdOptions = {}): Plugin {
 
   // Dev-server requests naming a Python file are checked before any of Vite's middlewares:
   // malformed URLs (the shapes of past query-suffix CVEs) and files outside server.fs get 403,
-  // missing loaders 404, so nothing reaches the daemon.
+  // missing loaders 404, so nothing reaches the daemon. A loader is server code: a plain fetch
+  // of one (no `import` flag, which every module import the page makes has) would get its
+  // source, credentials and all, from Vite's static files, so it gets 403.
   function guard(url: string): number | undefined {
     const base = config.base.startsWith('/') ? config.base : '/'
     const path = url.startsWith(base) ? `/${url.slice(base.length)}` : url
@@ -195,7 +197,7 @@ export default function vmd(options: VmdOptions = {}): Plugin {
     }
     if (!isFileLoadingAllowed(config, real)) return 403
     if (!isLoader(file) && !isLoader(real)) return undefined
-    if (!isLoader(real)) return 403
+    if (!isLoader(real) || !target.imported) return 403
     try {
       checkQuery(url, target.query)
     } catch {
