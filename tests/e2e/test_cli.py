@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +39,25 @@ def vmd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+SLEEPER = "import time\n\ndef load(ctx):\n    time.sleep(30)\n    return ''\n"
+
+
+@contextlib.asynccontextmanager
+async def running(
+    project: Path, *args: str, stdout: Any = asyncio.subprocess.PIPE, stderr: Any = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`vmd ARGS` running in `project`; killed on the way out if it has not exited."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vmd", *args, cwd=project, env=ENV, stdout=stdout, stderr=stderr
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 def test_load_prints_the_module_code(project: Path) -> None:
@@ -181,18 +203,8 @@ def test_module_id_is_absolute_and_keeps_the_query(
 async def test_watch_prints_a_new_version_after_a_watched_file_edit_and_stops_cleanly(
     project: Path, stop: signal.Signals
 ) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "vmd",
-        "watch",
-        "src/hello.vmd.py",
-        cwd=project,
-        env=ENV,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    try:
+    async with running(project, "watch", "src/hello.vmd.py") as proc:
+        assert proc.stdout is not None
         first = await asyncio.wait_for(proc.stdout.readline(), 30)
         assert b'a.txt\\":\\"one\\"' in first
         (project / "src" / "data" / "a.txt").write_text("two")
@@ -202,10 +214,6 @@ async def test_watch_prints_a_new_version_after_a_watched_file_edit_and_stops_cl
         assert b'a.txt\\":\\"two\\"' in code
         proc.send_signal(stop)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 @pytest.mark.parametrize("command", ["serve", "load", "watch", "check"])
@@ -224,59 +232,35 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 
 
 async def test_ctrl_c_stops_watch_while_its_first_load_still_runs(project: Path) -> None:
-    (project / "src" / "slow.vmd.py").write_text(
-        "import time\n\ndef load(ctx):\n    time.sleep(30)\n    return ''\n"
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vmd", "watch", "src/slow.vmd.py", cwd=project, env=ENV,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
+    (project / "src" / "slow.vmd.py").write_text(SLEEPER)
+    async with running(project, "watch", "src/slow.vmd.py") as proc:
         await asyncio.sleep(2)  # started, and waiting on the loader
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_watch_ends_quietly_when_its_reader_goes_away(project: Path) -> None:
     """`vmd watch … | head -1`: the next change finds stdout closed."""
     read, write = os.pipe()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vmd", "watch", "src/hello.vmd.py", cwd=project, env=ENV,
-        stdout=write, stderr=asyncio.subprocess.PIPE,
-    )
-    os.close(write)
-    try:
+    async with running(
+        project, "watch", "src/hello.vmd.py", stdout=write, stderr=asyncio.subprocess.PIPE
+    ) as proc:
+        os.close(write)
         with os.fdopen(read, "rb") as reader:
             assert b"export default" in await asyncio.to_thread(reader.readline)
         (project / "src" / "data" / "a.txt").write_text("two")
         assert await asyncio.wait_for(proc.wait(), 20) == 0
         assert proc.stderr is not None
         assert b"Traceback" not in await proc.stderr.read()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_ctrl_c_during_load_exits_130_without_a_traceback(project: Path) -> None:
-    (project / "src" / "slow.vmd.py").write_text(
-        "import time\n\ndef load(ctx):\n    time.sleep(30)\n    return ''\n"
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vmd", "load", "src/slow.vmd.py", cwd=project, env=ENV,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
+    (project / "src" / "slow.vmd.py").write_text(SLEEPER)
+    async with running(
+        project, "load", "src/slow.vmd.py", stderr=asyncio.subprocess.PIPE
+    ) as proc:
         await asyncio.sleep(2)  # the loader is asleep in its worker
         proc.send_signal(signal.SIGINT)
         stdout, stderr = await asyncio.wait_for(proc.communicate(), 10)
         assert proc.returncode == 130
         assert (stdout, stderr) == (b"", b"")
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
