@@ -155,7 +155,8 @@ export function parseRequestUrl(url: string): RequestTarget | undefined {
   if (!path.startsWith('/') || path.split('/').some((s) => s === '..' || s === '.')) return undefined
   // Vite's own flags on module requests: `import` (added by import analysis) and `t=` (HMR).
   const parts = rawQuery.split('&')
-  const query = parts.filter((p) => p !== '' && p !== 'import' && !/^t=\d+$/.test(p)).join('&')
+  // Vite removes `t=` only with a 13-digit timestamp; any other `t` is left to checkQuery.
+  const query = parts.filter((p) => p !== '' && p !== 'import' && !/^t=\d{13}$/.test(p)).join('&')
   const imported = parts.includes('import')
   if (path.startsWith('/@fs/')) return { kind: 'fs', path: path.slice('/@fs'.length), query, imported }
   if (path.startsWith('/@id/')) return { kind: 'id', path, query, imported }

@@ -354,6 +354,7 @@ describe('server.fs and strict ids', () => {
       [`/@id/${outside.path('evil.vmd.py')}`, [403]],
       [`/@fs${outside.path('missing.vmd.py')}?import`, [403]],
       ['/src/missing.vmd.py?import', [404]],
+      ['/src/probe.vmd.py?import&t=123', [403]], // not Vite's timestamp: a reserved key
       ['/src/probe.vmd.py', [403]], // a plain fetch would get the loader's source
       ['/src/probe.vmd.py?x=1', [403]],
     ]
