@@ -10,6 +10,7 @@ import vmd from './index.js'
 import { alive, daemonsIn, descendants, distUrl, makeProject, mappedProject, usersProject, viteBin, waitFor } from './test/project.js'
 import type { Project } from './test/project.js'
 
+const python = process.env.VMD_PYTHON!
 const cleanups: (() => Promise<void> | void)[] = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
@@ -104,6 +105,21 @@ describe('vite build', () => {
     )
     expect(error?.message).toContain('ValueError: no label today')
     expect(daemonsIn(p.root)).toEqual([])
+  })
+
+  test('an interpreter without vmd fails the build with its error once, after one attempt', async () => {
+    const p = project()
+    // Counts its starts; no site-packages (-S), so certainly no vmd.
+    p.write('bare-python', `#!/bin/sh\necho started >> ${p.path('starts.txt')}\nexec ${python} -S "$@"\n`)
+    chmodSync(p.path('bare-python'), 0o755)
+    const error = await build(config(p, { plugins: [vmd({ python: p.path('bare-python') })] })).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    )
+    expect(error?.message).toContain('the Python package vmd is not installed')
+    // Every module's load failed with it: each error names one module, not all of them.
+    expect(error?.message.split('Could not load').length).toBeLessThanOrEqual(2)
+    expect(p.read('starts.txt')).toBe('started\n')
   })
 
   test('the CLI exits by itself (0, then non-zero with the message), leaving no Python process', async () => {

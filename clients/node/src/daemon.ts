@@ -107,6 +107,8 @@ function installHint(python: string): string {
 
 // Backoff between restarts of a daemon that keeps dying; reset once one lives long enough.
 const RESTART_DELAYS_MS = [50, 200, 500, 1000, 2000, 5000]
+// How long a failed start is the answer to every start, before one is tried again.
+const FAILED_START_HOLD_MS = 2_000
 const STABLE_AFTER_MS = 10_000
 const STDERR_TAIL = 4096
 
@@ -136,6 +138,7 @@ export class Daemon {
   #stopping = false
   #failures = 0
   #restartTimer: NodeJS.Timeout | undefined
+  #failedStart: { error: unknown; at: number } | undefined
   #sweep: NodeJS.Timeout | undefined
   #stderrTail = ''
 
@@ -199,15 +202,27 @@ export class Daemon {
 
   #start(): Promise<Session> {
     if (this.#stopping) return Promise.reject(new Error('vmd: the daemon was stopped'))
+    // A start that just failed fails every start asked for soon after the same way: a build's
+    // hundreds of loads (or a page's first requests) get its error, not a daemon each.
+    const failed = this.#failedStart
+    if (!this.#session && failed && Date.now() - failed.at < FAILED_START_HOLD_MS) return Promise.reject(failed.error)
     this.#session ??= this.#spawn().catch((error: unknown) => {
       this.#session = undefined
+      this.#failedStart = { error, at: Date.now() }
       throw error
     })
     return this.#session
   }
 
   async #request<T>(method: string, params: object): Promise<T> {
-    const session = await this.#start()
+    let session: Session
+    try {
+      session = await this.#start()
+    } catch (error) {
+      // Each request gets an error of its own: the start's is shared by every request that
+      // waited on it, and Vite adds each module's "Could not load …" to the error it is given.
+      throw error instanceof Error ? new Error(error.message) : error
+    }
     return new Promise<T>((resolve, reject) => {
       const deadline = Date.now() + this.#answerWithinMs
       const pending: Pending = { reject, method, deadline }
