@@ -391,7 +391,10 @@ class _Worker:
                 file, line = os.path.abspath(filename), lineno
         if isinstance(exc, SyntaxError) and exc.filename and self._is_local_file(exc.filename):
             file, line = os.path.abspath(exc.filename), exc.lineno or 1
-        text = str(exc)
+        try:
+            text = str(exc)
+        except Exception:  # the loader's exception cannot describe itself: still its error
+            text = "<str() of the exception failed>"
         return ipc.ErrorInfo(
             message=f"{name}: {text}" if text else name,
             file=file,

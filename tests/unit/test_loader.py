@@ -511,6 +511,24 @@ async def test_output_that_cannot_be_sent_is_an_error_naming_the_part(
     assert (done.error.file, done.error.line) == (loader, 1)
 
 
+async def test_an_exception_whose_str_fails_is_still_the_loaders_error(workers: Workers) -> None:
+    loader = workers.write(
+        "a.vmd.py",
+        """
+        class Odd(Exception):
+            def __str__(self):
+                raise RuntimeError("no words")
+
+        def load(ctx):
+            raise Odd()
+        """,
+    )
+    done = await workers.run(loader)
+    assert not done.ok and done.error is not None
+    assert done.error.message == "Odd: <str() of the exception failed>"
+    assert (done.error.file, done.error.line) == (loader, 7)
+
+
 async def test_loader_without_load_is_an_error_at_line_1(workers: Workers) -> None:
     loader = workers.write("a.vmd.py", "import vmd\n\nx = 1\n")
     done = await workers.run(loader)
