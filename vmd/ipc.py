@@ -121,3 +121,13 @@ def frame(msg: _Msg) -> bytes:
     """Encode one message with its 4-byte length prefix."""
     body = _encoder.encode(msg)
     return HEADER.pack(len(body)) + body
+
+
+def unsendable(value: Any) -> str | None:
+    """Why `value` cannot travel between daemon and worker (msgpack: no ints beyond 64 bits,
+    no arbitrary objects), or None when it can."""
+    try:
+        msgspec.msgpack.encode(value)
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        return str(exc)
+    return None

@@ -132,7 +132,8 @@ class _Worker:
                 try:
                     payload = ipc.frame(done)
                 except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-                    what = "a map" if done.map is not None and not _sendable(done.map) else "code"
+                    unsendable_map = done.map is not None and ipc.unsendable(done.map)
+                    what = "a map" if unsendable_map else "code"
                     done.map = None
                     done.ok, done.code = False, ""
                     done.error = ipc.ErrorInfo(
@@ -448,14 +449,6 @@ def _format_exception(exc: BaseException) -> str:
     te = traceback.TracebackException.from_exception(exc)
     te.stack = _strip(te.stack)
     return "".join(te.format())
-
-
-def _sendable(value: Any) -> bool:
-    try:
-        msgspec.msgpack.encode(value)
-    except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
-        return False
-    return True
 
 
 def _flush() -> None:

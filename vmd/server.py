@@ -24,6 +24,7 @@ import msgspec
 from vmd import __version__
 from vmd.diagnostics import DiagnosticSet
 from vmd.errors import VmdError
+from vmd.ipc import unsendable
 from vmd.lsp import PyglsBridge
 from vmd.options import parse_options
 from vmd.protocol import (
@@ -281,6 +282,10 @@ class VmdServer:
                 return
             self._spawn(self._answer(msg_id, params.id, service.load(params.id)))
         elif method == RELOAD:
+            if why := unsendable(params.data):  # a loader could never be given it
+                why = f"{method}: data cannot be given to a loader: {why}"
+                self._error(msg_id, INVALID_PARAMS, why)
+                return
             self._spawn(self._answer(msg_id, params.id, service.reload(params.id, params.data)))
         else:
             if (params.id is None) == (params.path is None):

@@ -86,6 +86,23 @@ async def test_bad_params_are_invalid_params_naming_the_field(
     await still_serves(project, daemon)
 
 
+async def test_reload_data_a_loader_cannot_be_given_is_invalid_params_and_changes_nothing(
+    project: Project, daemon: Daemon
+) -> None:
+    loader = project.write(
+        "src/a.vmd.py", "import vmd\ndef load(ctx):\n    return vmd.json_module(ctx.data)\n"
+    )
+    first = await daemon.load(loader)
+    mark = daemon.mark()
+    response = await daemon.exchange("vmd/reload", {"id": loader, "data": {"n": 10**23}})
+    assert response["error"]["code"] == -32602, response  # an int beyond 64 bits
+    assert "data cannot be given to a loader" in response["error"]["message"]
+    await daemon.quiet()
+    assert daemon.notifications("vmd/changed", since=mark) == []
+    assert await daemon.load(loader) == first
+    await still_serves(project, daemon)
+
+
 async def test_load_without_params_is_invalid_params(project: Project, daemon: Daemon) -> None:
     response = await daemon.exchange("vmd/load", omit_params=True)
     assert response["error"]["code"] == -32602
