@@ -10,7 +10,6 @@ fail fast (esbuild's `afterClose`).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
@@ -89,6 +88,19 @@ class AsyncChangeStream:
             self._queue.put_nowait(None)  # stay exhausted
             raise StopAsyncIteration
         return item
+
+    async def next_within(self, timeout: float | None) -> ChangedParams:
+        """The next notification, waiting at most `timeout` seconds (TimeoutError after);
+        one that arrives as the time runs out is returned, never dropped."""
+        getter = asyncio.ensure_future(self.__anext__())
+        await asyncio.wait({getter}, timeout=timeout)
+        if not getter.done():
+            getter.cancel()
+            try:
+                return await getter  # it may have got one while being cancelled
+            except asyncio.CancelledError:
+                raise TimeoutError(f"no change within {timeout} s") from None
+        return getter.result()
 
     async def aclose(self) -> None:
         """Stop receiving notifications."""
@@ -352,9 +364,12 @@ class ChangeStream:
 
     def get(self, timeout: float | None = None) -> ChangedParams:
         """The next notification; raises TimeoutError after `timeout` seconds, StopIteration
-        when the client has closed."""
+        when the stream was closed or the daemon exited, ConnectionClosed once the client was
+        closed."""
         try:
-            return self._client._call(self._changes.__anext__(), timeout)
+            # The timeout is kept on the loop's side: giving up from this thread could drop a
+            # notification the loop had just taken for us.
+            return self._client._call(self._changes.next_within(timeout))
         except StopAsyncIteration:
             raise StopIteration from None
 
@@ -420,16 +435,17 @@ class Client:
         """Same as `Client(root, **options)`, mirroring `AsyncClient.start`."""
         return cls(root, **options)
 
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._loop.is_closed():
             coro.close()
             raise ConnectionClosed("the vmd client was closed")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise
+        if threading.current_thread() is self._thread:
+            coro.close()  # waiting here would block the very loop that must answer
+            raise RuntimeError(
+                "vmd: a Client method was called from one of its callbacks (on_log, "
+                "on_diagnostics), which run on its event loop; hand the work to another thread"
+            )
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def _stop_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)

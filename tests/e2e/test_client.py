@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -165,3 +166,46 @@ def test_sync_client_loads_reloads_and_hears_changes(project: Path) -> None:
         with pytest.raises(LoaderError):
             client.load(str(project / "src" / "broken.vmd.py"))
     assert client.closed
+
+
+def test_polling_changes_with_a_short_timeout_loses_none(project: Path) -> None:
+    loader = str(project / "src" / "hello.vmd.py")
+    with Client(project, env=ENV) as client:
+        client.load(loader)
+        changes = client.changes()
+        count = 300
+
+        def reload_many() -> None:
+            for n in range(count):
+                client.reload(loader, n)
+
+        thread = threading.Thread(target=reload_many)
+        thread.start()
+        versions: list[int] = []
+        while len(versions) < count:
+            try:
+                versions.append(changes.get(timeout=0.0005).version)
+            except TimeoutError:
+                if not thread.is_alive() and len(versions) < count:
+                    versions.append(changes.get(timeout=10).version)
+        thread.join()
+    assert versions == list(range(1, count + 1))
+
+
+def test_calling_the_client_from_its_own_callback_fails_fast_instead_of_hanging(
+    project: Path,
+) -> None:
+    (project / "src" / "talk.vmd.py").write_text("def load(ctx):\n    print('hi')\n    return ''\n")
+    raised: list[BaseException] = []
+
+    def on_log(params: dict[str, object]) -> None:
+        try:
+            client.load(str(project / "src" / "hello.vmd.py"))
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            raised.append(exc)
+
+    with Client(project, env=ENV, on_log=on_log) as client:
+        client.load(str(project / "src" / "talk.vmd.py"))
+        assert client.load(str(project / "src" / "hello.vmd.py")).version == 1  # not stuck
+    assert raised and isinstance(raised[0], RuntimeError)
+    assert "from one of its callbacks" in str(raised[0])
