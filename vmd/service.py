@@ -252,9 +252,11 @@ class Service:
         if rec.running is not None:
             rec.dirty = True
             return
-        was_loaded = rec.version > 0
+        # Only the fresh -> stale transition is reported: output already dropped (invalidated)
+        # was reported then, and stays unserved until the run this starts.
+        was_fresh = rec.fresh and rec.version > 0
         rec.fresh = False
-        if notify and was_loaded:
+        if notify and was_fresh:
             self.notifier.changed(
                 ChangedParams(id=rec.id, version=rec.version, reason=reason, events=events)
             )

@@ -184,6 +184,30 @@ async def test_invalidate_by_id_returns_it_notifies_and_next_load_reruns(
     assert not [c for c in daemon.notifications("vmd/changed", since=mark) if c["id"] == other]
 
 
+async def test_a_change_after_an_invalidate_is_not_reported_again(
+    project: Project, daemon: Daemon
+) -> None:
+    project.write("src/data/a.txt", "one")
+    loader = project.write(
+        "src/a.vmd.py",
+        """
+        import vmd
+        watch = ["data/*.txt"]
+        def load(ctx):
+            return vmd.json_module((ctx.path.parent / "data/a.txt").read_text())
+        """,
+    )
+    await daemon.load(loader)
+    mark = daemon.mark()
+    await daemon.invalidate(id=loader)
+    await daemon.changed(loader, since=mark)
+    project.write("src/data/a.txt", "two")
+    assert exported(await daemon.load(loader)) == "two"
+    await daemon.quiet()
+    reports = daemon.notifications("vmd/changed", since=mark)
+    assert [r["reason"] for r in reports] == ["invalidate"]  # stale once, reported once
+
+
 async def test_invalidating_twice_drops_and_reports_once(project: Project, daemon: Daemon) -> None:
     loader, _ = counting_loader(project)
     await daemon.load(loader)
