@@ -228,12 +228,12 @@ class AsyncClient:
             vmd.errors.VmdError: the loader failed (`LoaderError`, `LoaderTimeout`,
                 `LoaderCrashed`) or may not run (`Refused`); carries id, file, line, traceback.
         """
-        raw = await self._conn.request(LOAD, LoadParams(id=id))
+        raw = await self._request(LOAD, LoadParams(id=id))
         return _load_result_decoder.decode(raw)
 
     async def reload(self, id: str, data: Any = None) -> LoadResult:
         """Re-run module `id` now with `ctx.data = data`."""
-        raw = await self._conn.request(RELOAD, ReloadParams(id=id, data=data))
+        raw = await self._request(RELOAD, ReloadParams(id=id, data=data))
         return _load_result_decoder.decode(raw)
 
     async def invalidate(self, *, id: str | None = None, path: str | None = None) -> list[str]:
@@ -241,7 +241,7 @@ class AsyncClient:
         returns the ids dropped."""
         if (id is None) == (path is None):
             raise TypeError("invalidate() takes exactly one of id= or path=")
-        raw = await self._conn.request(INVALIDATE, InvalidateParams(id=id, path=path))
+        raw = await self._request(INVALIDATE, InvalidateParams(id=id, path=path))
         return _invalidate_result_decoder.decode(raw).ids
 
     def changes(self) -> AsyncChangeStream:
@@ -255,7 +255,12 @@ class AsyncClient:
 
     async def request(self, method: str, params: Any) -> Any:
         """Send any request; returns the result as plain JSON values."""
-        return _any_decoder.decode(await self._conn.request(method, params))
+        return _any_decoder.decode(await self._request(method, params))
+
+    async def _request(self, method: str, params: Any) -> msgspec.Raw:
+        if self._closing:  # not sent after our shutdown, which the daemon would refuse
+            raise ConnectionClosed("the vmd client was closed")
+        return await self._conn.request(method, params)
 
     def notify(self, method: str, params: Any = None) -> None:
         """Send any notification."""
@@ -273,6 +278,9 @@ class AsyncClient:
             return
         self._closing = True
         if self._conn.closed is None:
+            # Requests still waiting are the caller's, cut short by the close: their answers
+            # would blame the loader ("killed", "shutting down").
+            self._conn.fail_pending(ConnectionClosed("the vmd client was closed"))
             try:
                 await asyncio.wait_for(self._conn.request("shutdown", None), _GRACE_S)
                 self._conn.notify("exit")

@@ -161,8 +161,14 @@ class Connection:
         """Fail every pending request with `reason`; later calls fail fast with it."""
         if self.closed is None:
             self.closed = reason
+        self.fail_pending(reason)
+
+    def fail_pending(self, reason: ConnectionClosed) -> None:
+        """Fail the requests waiting now with `reason`; their answers, if they come, are
+        dropped. The connection stays open."""
         pending, self._pending = self._pending, {}
-        for future in pending.values():
+        for id, future in pending.items():
+            self._abandoned.add(id)
             if not future.done():
                 future.set_exception(reason)
 

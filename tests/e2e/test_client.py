@@ -209,3 +209,21 @@ def test_calling_the_client_from_its_own_callback_fails_fast_instead_of_hanging(
         assert client.load(str(project / "src" / "hello.vmd.py")).version == 1  # not stuck
     assert raised and isinstance(raised[0], RuntimeError)
     assert "from one of its callbacks" in str(raised[0])
+
+
+async def test_closing_fails_requests_in_flight_as_closed_not_as_loader_crashes(
+    project: Path,
+) -> None:
+    (project / "src" / "slow.vmd.py").write_text(
+        "import time\n\ndef load(ctx):\n    time.sleep(30)\n    return ''\n"
+    )
+    client = await AsyncClient.start(project, env=ENV)
+    pending = asyncio.ensure_future(client.load(str(project / "src" / "slow.vmd.py")))
+    await asyncio.sleep(1)  # the loader is asleep in its worker
+    closing = asyncio.ensure_future(client.close())
+    await asyncio.sleep(0)
+    with pytest.raises(ConnectionClosed):
+        await client.load(str(project / "src" / "hello.vmd.py"))  # after close began
+    with pytest.raises(ConnectionClosed, match="the vmd client was closed"):
+        await pending
+    await closing
