@@ -97,7 +97,10 @@ def target_to_id(target: Any) -> str:
     if not isinstance(target, str) or not target:
         raise JsonRpcInvalidParams("give a module id, a loader path or a file:/vmd: URI")
     if target.startswith(f"{SCHEME}:"):
-        return uri_to_id(target)
+        try:
+            return uri_to_id(target)
+        except ValueError as exc:  # a wrong argument, not a bug of ours
+            raise JsonRpcInvalidParams(str(exc)) from None
     if target.startswith("file:"):
         return _file_path(target)
     return target

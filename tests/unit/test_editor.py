@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pygls.exceptions import JsonRpcInvalidParams
 
 from vmd.editor import id_to_uri, target_to_id, uri_to_id
 
@@ -40,3 +41,11 @@ def test_command_targets_name_a_module_id() -> None:
     assert target_to_id("vmd:/p/a.vmd.py?x=1") == "/p/a.vmd.py?x=1"
     assert target_to_id({"id": "/p/a.vmd.py"}) == "/p/a.vmd.py"
     assert target_to_id({"uri": "file:///p/a.vmd.py"}) == "/p/a.vmd.py"
+
+
+@pytest.mark.parametrize("target", ["vmd://x/y", "vmd:/tmp/a#b", None, 3, ""])
+def test_a_malformed_command_target_is_invalid_params_not_an_internal_error(
+    target: object,
+) -> None:
+    with pytest.raises(JsonRpcInvalidParams):
+        target_to_id(target)
