@@ -41,6 +41,10 @@ def test_preview_follows_watched_files_and_errors_show_at_their_line(
     project.write("src/data/a.csv", "ada\n")
     project.write("src/data/b.csv", "bob\n")
     project.write("src/users.vmd.py", USERS)
+    project.write("src/other.vmd.py", "def load(ctx):\n    return 'export default 0;'\n")
+    project.write("loaders/extra.py", "def load(ctx):\n    return 'export default 1;'\n")
+    project.write("second/pyproject.toml", "")  # a root of its own
+    project.write("second/b.vmd.py", "def load(ctx):\n    return 'export default \"b\";'\n")
     env = {
         **os.environ,
         "VMD_PROJECT": str(project.root),

@@ -1,6 +1,7 @@
 -- vmd as a language server, for Neovim 0.11+ (`vim.lsp.config` / `vim.lsp.enable('vmd')`).
 -- Older Neovim (0.7-0.10): `require('vmd').setup()` starts the same config itself.
--- The handler and commands forward to the plugin so previews stay live; see `:h vmd`.
+-- The handler and commands forward to the plugin so previews stay live; see
+-- clients/editor/README.md.
 return {
   cmd = { 'python3', '-m', 'vmd', 'serve' },
   filetypes = { 'python' },

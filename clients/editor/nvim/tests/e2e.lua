@@ -31,14 +31,49 @@ local function text(bufnr)
   return table.concat(vim.api.nvim_buf_get_lines(bufnr, 0, -1, false), '\n')
 end
 
+local notices = {}
+local notify = vim.notify
+vim.notify = function(msg, ...)
+  table.insert(notices, msg)
+  return notify(msg, ...)
+end
+
+local function count(list)
+  local n = 0
+  for _ in pairs(list) do
+    n = n + 1
+  end
+  return n
+end
+
+-- Not in the project: a buffer name Neovim makes absolute against the cwd must not land in it.
+vim.cmd('cd /')
+
 local ok, err = pcall(function()
-  step('open the loader')
+  step('open two loaders of one root at once: one daemon')
   vim.cmd('edit ' .. vim.fn.fnameescape(loader))
   local buf = vim.api.nvim_get_current_buf()
-  wait('the vmd client to attach', function()
+  vim.cmd('split ' .. vim.fn.fnameescape(project .. '/src/other.vmd.py'))
+  local other = vim.api.nvim_get_current_buf()
+  vim.cmd('wincmd p')
+  wait('the vmd client to attach to both', function()
     local client = vmd.clients(buf)[1]
-    return client ~= nil and client.initialized
+    return client ~= nil and client.initialized and vmd.clients(other)[1] ~= nil
   end)
+  if count(vmd.clients()) ~= 1 then
+    fail(count(vmd.clients()) .. ' daemons for one root')
+  end
+
+  step(':VmdPreview outside a loader says so and starts nothing')
+  vim.cmd('enew')
+  vim.cmd('VmdPreview')
+  if not (notices[#notices] or ''):find('open a loader', 1, true) then
+    fail('no notice for :VmdPreview outside a loader: ' .. tostring(notices[#notices]))
+  end
+  if count(vmd.clients()) ~= 1 then
+    fail(':VmdPreview outside a loader started a daemon')
+  end
+  vim.cmd('buffer ' .. buf)
 
   step(':VmdPreview')
   vim.cmd('VmdPreview')
@@ -130,6 +165,17 @@ local ok, err = pcall(function()
     return titles['Preview module'] and titles['Preview ?type=admin'] and titles['Reload']
   end)
 
+  step('a loader in a second root, previewed')
+  local second = project .. '/second/b.vmd.py'
+  vim.cmd('split ' .. vim.fn.fnameescape(second))
+  vim.cmd('VmdPreview')
+  local second_preview
+  wait('the second root preview', function()
+    second_preview = vmd.preview_bufnr(second)
+    return second_preview ~= nil and text(second_preview) == 'export default "b";'
+  end)
+  vim.cmd('wincmd p')
+
   step(':VmdRestart')
   local old = vmd.clients(buf)[1].id
   vim.cmd('VmdRestart')
@@ -137,9 +183,24 @@ local ok, err = pcall(function()
     local client = vmd.clients(buf)[1]
     return client ~= nil and client.id ~= old and client.initialized
   end)
+  if count(vmd.clients()) ~= 2 then
+    fail(count(vmd.clients()) .. ' daemons after a restart, for two roots')
+  end
   write(project .. '/src/users.vmd.py', 'def load(ctx):\n    return "export default 2;"\n')
   wait('the preview to follow the restarted daemon', function()
     return text(preview) == 'export default 2;'
+  end)
+  write(second, 'def load(ctx):\n    return \'export default "b2";\'\n')
+  wait("the second root's preview to follow its restarted daemon", function()
+    return text(second_preview) == 'export default "b2";'
+  end)
+
+  step('include: a loader matching a custom glob starts the daemon')
+  vmd.setup({ python = os.getenv('VMD_PYTHON'), include = { '**/*.vmd.py', 'loaders/*.py' } })
+  vim.cmd('edit ' .. vim.fn.fnameescape(project .. '/loaders/extra.py'))
+  local extra = vim.api.nvim_get_current_buf()
+  wait('a client on the custom-glob loader', function()
+    return vmd.clients(extra)[1] ~= nil
   end)
 end)
 

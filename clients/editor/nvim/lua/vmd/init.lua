@@ -22,6 +22,9 @@ M.options = {
 
 -- module id -> { bufnr, seq, version }: the preview buffers, refreshed on vmd/changed.
 local previews = {}
+-- root -> client id of the daemon started for it (0.7 lists a client only once initialized,
+-- so a second loader opened meanwhile would otherwise start a second daemon).
+local started = {}
 -- client ids stopped on purpose (restart, quit): their exit is not an error to report.
 local stopping = {}
 
@@ -135,8 +138,54 @@ function M.config(root)
   }
 end
 
+-- A vmd glob (`*`, `?`, `[...]`, `**/`) as a very-magic Vim regex matching a whole path.
+local function glob_regex(glob)
+  local out, i = { '\\v^' }, 1
+  while i <= #glob do
+    local c = glob:sub(i, i)
+    if glob:sub(i, i + 2) == '**/' then
+      table.insert(out, '(.*/)?')
+      i = i + 3
+    elseif glob:sub(i, i + 1) == '**' then
+      table.insert(out, '.*')
+      i = i + 2
+    elseif c == '*' then
+      table.insert(out, '[^/]*')
+      i = i + 1
+    elseif c == '?' then
+      table.insert(out, '[^/]')
+      i = i + 1
+    elseif c == '[' and glob:find(']', i + 1, true) then
+      local close = glob:find(']', i + 1, true)
+      table.insert(out, '[' .. glob:sub(i + 1, close - 1):gsub('^!', '^') .. ']')
+      i = close + 1
+    else
+      table.insert(out, c:match('%w') and c or '\\' .. c)
+      i = i + 1
+    end
+  end
+  table.insert(out, '$')
+  return table.concat(out)
+end
+
+-- A file buffer whose path, relative to its workspace root, matches the `include` globs
+-- (not a preview: those are named after the loader but are no files).
 local function is_loader(bufnr)
-  return api.nvim_buf_get_name(bufnr):match('%.vmd%.py$') ~= nil
+  if vim.bo[bufnr].buftype ~= '' then
+    return false
+  end
+  local name = api.nvim_buf_get_name(bufnr)
+  if name == '' then
+    return false
+  end
+  local path = vim.fn.fnamemodify(name, ':p')
+  local rel = path:sub(#find_root(path) + 2)
+  for _, glob in ipairs(M.options.include) do
+    if vim.regex(glob_regex(glob)):match_str(rel) then
+      return true
+    end
+  end
+  return false
 end
 
 --- Start (or reuse) the daemon for `bufnr`'s workspace and attach it; returns the client id.
@@ -155,6 +204,11 @@ function M.start(bufnr)
   if vim.lsp.start then -- 0.8+: reuses a client with the same name and root
     return vim.lsp.start(config, { bufnr = bufnr })
   end
+  local known = started[root] and vim.lsp.get_client_by_id(started[root])
+  if known and not is_stopped(known) then
+    vim.lsp.buf_attach_client(bufnr, known.id)
+    return known.id
+  end
   for _, client in ipairs(M.clients()) do
     if client.config.root_dir == root and not is_stopped(client) then
       vim.lsp.buf_attach_client(bufnr, client.id)
@@ -163,6 +217,7 @@ function M.start(bufnr)
   end
   local id = vim.lsp.start_client(config)
   if id then
+    started[root] = id
     vim.lsp.buf_attach_client(bufnr, id)
   end
   return id
@@ -284,8 +339,22 @@ local function id_for(bufnr, arg)
 end
 
 --- :VmdPreview [query|id]: open the generated module beside the loader, kept up to date.
+-- Whether `bufnr` can name a module for a command with `arg`: a loader or a preview, or an
+-- absolute id given outright. Says what to do instead when not.
+local function names_a_module(bufnr, arg)
+  if is_loader(bufnr) or pcall(api.nvim_buf_get_var, bufnr, 'vmd_id') or (arg and arg:sub(1, 1) == '/') then
+    return true
+  end
+  notify(('open a loader (%s) or its preview first'):format(table.concat(M.options.include, ', ')),
+    vim.log.levels.WARN)
+  return false
+end
+
 function M.preview(arg)
   local bufnr = api.nvim_get_current_buf()
+  if not names_a_module(bufnr, arg) then
+    return nil
+  end
   local id = id_for(bufnr, arg)
   local client = client_for(bufnr)
   if not client then
@@ -298,6 +367,9 @@ end
 --- :VmdReload: re-run the current loader (every id this daemon knows for it).
 function M.reload()
   local bufnr = api.nvim_get_current_buf()
+  if not names_a_module(bufnr) then
+    return
+  end
   local client = client_for(bufnr)
   if client then
     local command = { command = 'vmd.reload', arguments = { id_for(bufnr) } }
@@ -326,18 +398,25 @@ function M.restart()
     end
     return true
   end, 20)
-  local client
+  local by_root = {}
   for _, bufnr in ipairs(api.nvim_list_bufs()) do
     if api.nvim_buf_is_loaded(bufnr) and is_loader(bufnr) then
       local id = M.start(bufnr)
-      client = client or (id and vim.lsp.get_client_by_id(id))
+      local client = id and vim.lsp.get_client_by_id(id)
+      if client then
+        by_root[client.config.root_dir] = client
+      end
     end
   end
-  if client then
+  for _, client in pairs(by_root) do
     vim.wait(10000, function()
       return client.initialized or is_stopped(client)
     end, 10)
-    for id in pairs(previews) do
+  end
+  -- Each preview from the daemon of its own root (the others refuse ids outside theirs).
+  for id in pairs(previews) do
+    local client = by_root[find_root((id:gsub('%?.*$', '')))]
+    if client then
       fetch(client, id)
     end
   end
@@ -385,9 +464,8 @@ function M.setup(opts)
   if M.options.codelens then
     api.nvim_create_autocmd({ 'BufEnter', 'BufWritePost', 'InsertLeave', 'CursorHold' }, {
       group = group,
-      pattern = '*.vmd.py',
       callback = function(args)
-        if #M.clients(args.buf) > 0 then
+        if is_loader(args.buf) and #M.clients(args.buf) > 0 then
           pcall(vim.lsp.codelens.refresh, has('0.10') and { bufnr = args.buf } or nil)
         end
       end,
