@@ -119,6 +119,7 @@ class VmdServer:
         self._ids = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[Any]] = {}  # our requests to the client
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._spellings: list[tuple[str, str]] = []  # (real root, root as the client gave it)
 
     # -- input -----------------------------------------------------------------------------
 
@@ -211,6 +212,9 @@ class VmdServer:
             return
         self.options, warnings = parse_options(self.client.initialization_options)
         roots = _roots(self.client)
+        # A root the client names through a symlink: it shows files by that spelling, while
+        # what runs (and fails) is known by its real path.
+        self._spellings = [(os.path.realpath(r), r) for r in roots if os.path.realpath(r) != r]
         if not roots:
             warnings.append("initialize gave no rootUri or workspaceFolders; "
                             "every module will be refused")
@@ -378,8 +382,15 @@ class VmdServer:
                 }
                 for line, message in self.diagnostics.for_file(file)
             ]
-            self.notify("textDocument/publishDiagnostics",
-                        {"uri": Path(file).as_uri(), "diagnostics": diags})
+            uri = Path(self._as_client_sees(file)).as_uri()
+            self.notify("textDocument/publishDiagnostics", {"uri": uri, "diagnostics": diags})
+
+    def _as_client_sees(self, path: str) -> str:
+        """`path` under the root spelling the client gave, if it gave one through a symlink."""
+        for real, given in self._spellings:
+            if path == real or path.startswith(real.rstrip("/") + "/"):
+                return given.rstrip("/") + path[len(real.rstrip("/")):]
+        return path
 
     def log(self, text: str) -> None:
         self.notify("window/logMessage", {"type": 4, "message": text})

@@ -53,6 +53,21 @@ async def test_failing_loader_publishes_a_diagnostic_at_its_line_cleared_after_t
     assert (await daemon.load(loader))["code"] == "export default 1;"
 
 
+async def test_a_root_opened_through_a_symlink_gets_diagnostics_under_that_spelling(
+    project: Project, start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    """Editors keep the path they opened (macOS /tmp is /private/tmp): squiggles must land there."""
+    link = tmp_path / "link"
+    link.symlink_to(project.root)
+    daemon = await start_daemon(root=link)
+    project.write("src/a.vmd.py", "def load(ctx):\n    raise RuntimeError('bad')\n")
+    loader = str(link / "src" / "a.vmd.py")
+    mark = daemon.mark()
+    await daemon.load_error(loader)
+    params = await published(daemon, loader, since=mark, empty=False)
+    assert params["diagnostics"][0]["range"]["start"]["line"] == 1
+
+
 async def test_error_in_a_helper_is_shown_on_the_helper_and_on_the_loader(
     project: Project, daemon: Daemon
 ) -> None:
