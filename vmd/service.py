@@ -67,7 +67,13 @@ class Service:
 
     async def start(self, early: EarlyWorker | None = None) -> None:
         """Get the warm spare ready (`early`: a worker process the daemon started at once)."""
-        await self.pool.start(early)
+        try:
+            await self.pool.start(early)
+        except OSError as exc:  # a root that does not exist yet: runs start their own later
+            log.warning(
+                "no spare worker in %s for now (%s); one starts when a loader runs",
+                ", ".join(self.roots), exc.strerror or exc,
+            )
 
     async def close(self) -> None:
         self._closed = True

@@ -227,3 +227,25 @@ async def test_closing_fails_requests_in_flight_as_closed_not_as_loader_crashes(
     with pytest.raises(ConnectionClosed, match="the vmd client was closed"):
         await pending
     await closing
+
+
+def test_a_root_that_does_not_exist_yet_gets_one_warning_and_works_once_it_does(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "later"
+    script = (
+        "import pathlib\n"
+        "from vmd.client import Client\n"
+        f"root = pathlib.Path({str(root)!r})\n"
+        "with Client(root) as client:\n"
+        "    root.mkdir()\n"
+        "    loader = root / 'a.vmd.py'\n"
+        "    loader.write_text(\"def load(ctx):\\n    return 'export default 1'\\n\")\n"
+        "    print(client.load(str(root / 'a.vmd.py')).code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, "export default 1\n"), done.stderr
+    assert "Traceback" not in done.stderr and "never retrieved" not in done.stderr
+    assert "no spare worker in" in done.stderr
