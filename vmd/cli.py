@@ -228,6 +228,15 @@ def _unencodable(id: str) -> str | None:
     return None
 
 
+def _unnameable(path: str) -> str | None:
+    """Why the loader file `path` can never be a module id, or None when it can be one."""
+    if why := _unencodable(path):
+        return why
+    if "?" in path or "#" in path:  # an id's query starts at `?`; `#` is refused outright
+        return f"{_shown(path)}: a file name with '?' or '#' cannot be a module id"
+    return None
+
+
 def _shown(path: str) -> str:
     """`path` printable whatever bytes its name has (undecodable ones as \\x escapes)."""
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -401,7 +410,7 @@ async def _check_async(
     limit = asyncio.Semaphore(_CHECK_CONCURRENCY)
 
     async def one(client: AsyncClient, path: str) -> VmdError | None:
-        if why := _unencodable(path):  # reported like a refusal; the others still run
+        if why := _unnameable(path):  # reported like a refusal; the others still run
             return Refused(why, id=path, file=path, line=1)
         async with limit:
             try:

@@ -177,15 +177,18 @@ def test_a_root_or_path_that_is_not_there_is_a_usage_error_naming_it(project: Pa
     assert "vmd: nowhere: no such file or folder" in out.stderr
 
 
-def test_check_reports_a_file_name_that_is_not_utf8_and_checks_the_rest(project: Path) -> None:
+def test_check_reports_file_names_no_id_can_hold_and_checks_the_rest(project: Path) -> None:
     src = os.fsencode(project / "src")
-    with open(src + b"/bad\xffname.vmd.py", "w") as f:
-        f.write("def load(ctx):\n    return ''\n")
+    for name in (b"bad\xffname.vmd.py", b"why?.vmd.py"):
+        with open(src + b"/" + name, "w") as f:
+            f.write("def load(ctx):\n    return ''\n")
     out = vmd("check", "src", cwd=project)
     assert out.returncode == 1
     lines = out.stdout.splitlines()
     assert "FAIL src/bad\\xffname.vmd.py:1: " in out.stdout
     assert "a file name that is not valid UTF-8 cannot be a module id" in out.stdout
+    assert "FAIL src/why?.vmd.py:1: " in out.stdout
+    assert "a file name with '?' or '#' cannot be a module id" in out.stdout
     assert "ok   src/hello.vmd.py" in lines
 
 
