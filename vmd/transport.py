@@ -30,6 +30,14 @@ class Framer:
         self._buf = bytearray()
         self._need = -1  # body length once a header block has been parsed
 
+    def unfinished(self) -> str | None:
+        """What is left of a message the input ended inside, or None when nothing is."""
+        if self._need >= 0:
+            return f"input ended {self._need - len(self._buf)} bytes short of a message body"
+        if self._buf.strip():
+            return "input ended inside a header block (headers end with a blank CRLF line)"
+        return None
+
     def feed(self, data: bytes) -> tuple[list[bytes], list[str]]:
         """Return the complete bodies now available and any framing errors met on the way."""
         buf = self._buf
@@ -183,6 +191,8 @@ class Connection:
     def _closed(self) -> None:
         if not self._closed_once:
             self._closed_once = True
+            if unfinished := self._framer.unfinished():
+                log.warning("protocol framing: %s; dropped", unfinished)
             self._on_close()
 
     def send(self, body: bytes) -> None:

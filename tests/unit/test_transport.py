@@ -6,6 +6,8 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
+
 from vmd.transport import Connection, Framer, frame
 
 
@@ -41,6 +43,22 @@ def test_a_negative_content_length_is_reported_as_bad() -> None:
     bodies, errors = Framer().feed(b"Content-Length: -5\r\n\r\n" + frame(b"{}"))
     assert errors == ["bad Content-Length b' -5'; message dropped"]
     assert bodies == [b"{}"]
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b"Content-Length: 10\r\n\r\n{}", "8 bytes short of a message body"),
+        (b"Content-Length: 2\n\n{}", "inside a header block"),  # bare LF: never a header end
+        (b"", None),
+        (frame(b"{}"), None),
+    ],
+)
+def test_input_that_ends_inside_a_message_says_what_was_left(data: bytes, says: str | None) -> None:
+    framer = Framer()
+    framer.feed(data)
+    left = framer.unfinished()
+    assert (left is None) if says is None else (left is not None and says in left)
 
 
 def test_garbage_headers_do_not_lose_the_next_message() -> None:
