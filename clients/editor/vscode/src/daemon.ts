@@ -5,6 +5,7 @@ import {
   LanguageClient,
   type LanguageClientOptions,
   type ServerOptions,
+  type DocumentSelector,
 } from 'vscode-languageclient/node';
 import { retargetLenses } from './preview';
 import { getSettings, initializationOptions, type Settings } from './settings';
@@ -97,7 +98,7 @@ export class Daemon implements vscode.Disposable {
       return undefined;
     }
     const client = new LanguageClient('vmd', 'vmd', serverOptions(settings, folder),
-      clientOptions(settings, this.output));
+      clientOptions(settings, folder, this.output));
     try {
       this.output.appendLine(`Server: starting ${settings.python} -m vmd serve`);
       await client.start();
@@ -134,9 +135,22 @@ function serverOptions(settings: Settings, folder: vscode.WorkspaceFolder | unde
   };
 }
 
-function clientOptions(settings: Settings, output: vscode.LogOutputChannel): LanguageClientOptions {
+/**
+ * The loader documents the daemon hears of: the `vmd.include` globs, relative to the folder.
+ * A string pattern is matched on a document's absolute path, so each glob is anchored there.
+ */
+export function loaderSelector(include: string[], folder: vscode.WorkspaceFolder | undefined): DocumentSelector {
+  const base = folder ? folder.uri.fsPath.replace(/\\/g, '/').replace(/\/$/, '') : '**'
+  return include.map((glob) => ({ scheme: 'file', language: 'python', pattern: `${base}/${glob}` }));
+}
+
+function clientOptions(
+  settings: Settings,
+  folder: vscode.WorkspaceFolder | undefined,
+  output: vscode.LogOutputChannel,
+): LanguageClientOptions {
   return {
-    documentSelector: [{ scheme: 'file', language: 'python', pattern: '**/*.vmd.py' }],
+    documentSelector: loaderSelector(settings.include, folder),
     // Daemon logs (stderr), loader output and option warnings (window/logMessage) land here.
     outputChannel: output,
     initializationOptions: initializationOptions(settings),

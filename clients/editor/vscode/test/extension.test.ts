@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as vscode from 'vscode';
-import { checkPython, Daemon } from '../src/daemon';
+import { checkPython, Daemon, loaderSelector } from '../src/daemon';
 import { activate, deactivate } from '../src/extension';
 import { retargetLenses } from '../src/preview';
 import { resolvePython } from '../src/settings';
@@ -197,6 +197,16 @@ describe('settings and lenses', () => {
     assert.equal(resolvePython('', folder), path.join(folder, '.venv', 'bin', 'python'));
     fs.rmSync(folder, { recursive: true, force: true });
     assert.equal(resolvePython('', undefined), 'python3');
+  });
+
+  it('hears of the documents the vmd.include globs match, relative to the folder', () => {
+    const folder = { uri: vscode.Uri.file('/proj'), name: 'proj', index: 0 } as vscode.WorkspaceFolder;
+    const selector = loaderSelector(['**/*.vmd.py', 'loaders/*.py'], folder) as vscode.DocumentSelector;
+    const doc = (file: string) => ({ uri: vscode.Uri.file(file), languageId: 'python' }) as vscode.TextDocument;
+    assert.ok(vscode.languages.match(selector, doc('/proj/src/users.vmd.py')));
+    assert.ok(vscode.languages.match(selector, doc('/proj/loaders/extra.py')));
+    assert.ok(!vscode.languages.match(selector, doc('/proj/src/helpers.py')));
+    assert.ok(!vscode.languages.match(selector, doc('/elsewhere/loaders/extra.py')));
   });
 
   it('retargets only the preview lenses', () => {

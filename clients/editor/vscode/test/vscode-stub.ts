@@ -12,6 +12,32 @@ import * as path from 'node:path';
 
 type Listener<T> = (event: T) => unknown;
 
+// A DocumentFilter pattern (a glob, or a RelativePattern on a folder) against a file path, as
+// VS Code matches it (a string on the whole absolute path): `**/` any folders (or none), `*`
+// and `?` within one path segment.
+function matchesPattern(pattern: any, file: string): boolean {
+  const relative = typeof pattern !== 'string';
+  const glob: string = relative ? pattern.pattern : pattern;
+  const base: string | undefined = relative ? (pattern.base?.uri?.fsPath ?? pattern.base) : undefined;
+  const target = base ? path.relative(base, file) : file;
+  if (base && target.startsWith('..')) return false;
+  let source = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (glob.startsWith('**/', i)) {
+      source += '(?:.*/)?';
+      i += 2;
+    } else if (c === '*') {
+      source += '[^/]*';
+    } else if (c === '?') {
+      source += '[^/]';
+    } else {
+      source += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+    }
+  }
+  return new RegExp(`^${source}$`).test(target);
+}
+
 // -- inert fallback ------------------------------------------------------------------------
 
 /** A value for API the tests do not exercise: callable, constructible, any property. */
@@ -426,8 +452,7 @@ export const languages = namespace('languages', {
       }
       if (filter.scheme && filter.scheme !== document.uri.scheme) continue;
       if (filter.language && filter.language !== document.languageId) continue;
-      if (filter.pattern && !(typeof filter.pattern === 'string' && filter.pattern.startsWith('**/*')
-        && document.uri.path.endsWith(filter.pattern.slice(4)))) continue;
+      if (filter.pattern && !matchesPattern(filter.pattern, document.uri.fsPath)) continue;
       return 10;
     }
     return 0;
