@@ -207,8 +207,11 @@ class Store:
         return out
 
     def signatures(self, rec: Record, signature: SigFn) -> dict[str, Sig]:
-        """Every path the last run depended on, with its signature now."""
-        return {path: signature(path) for table in rec.tables() for path in table}
+        """What a run starting now is for, with its signature now: the paths reported changed
+        and the folders the globs walk (a file come or gone there). Not every dependency: a
+        data change must not stat all the files a large glob matched on its way to the page."""
+        folders = (p for p in rec.watched if p not in rec.watched_files)
+        return {path: signature(path) for path in (*rec.pending, *folders)}
 
     def changed_paths(self, rec: Record, signature: SigFn) -> list[str]:
         """Dependencies whose signature differs from what the last run saw (the stat re-check)."""
