@@ -65,7 +65,18 @@ describe('Daemon', () => {
     process.kill(d.pid!, 'SIGSTOP') // the real daemon, frozen: it reads nothing, answers nothing
     cleanups.push(() => void process.kill(d.pid!, 'SIGCONT'))
     const error = await d.load(p.path('a.vmd.py')).catch((e: Error) => e)
-    expect((error as Error).message).toBe('vmd: no answer to vmd/load within 300 ms')
+    expect((error as Error).message).toBe('vmd: no answer to vmd/load: the daemon has sent nothing for 300 ms')
+  })
+
+  test('loads queued behind slow runs are not given up on while the daemon keeps answering', async () => {
+    // One worker runs a loader's queries one after another: eight runs of 300 ms take longer
+    // than the loader timeout plus the grace, yet every run is well within its own timeout.
+    const p = project({ 'slow.vmd.py': 'import time\ndef load(ctx):\n    time.sleep(0.3)\n    return f"export default {ctx.query[\'n\']}"\n' })
+    const d = daemon(p, { timeoutMs: 1000, answerGraceMs: 500 })
+    await d.start()
+    const ids = Array.from({ length: 8 }, (_, n) => `${p.path('slow.vmd.py')}?n=${n}`)
+    const results = await Promise.all(ids.map((id) => d.load(id)))
+    expect(results.map((r) => r.code)).toEqual(ids.map((_, n) => `export default ${n}`))
   })
 
   test('a daemon speaking another protocol revision is refused with how to match versions', async () => {

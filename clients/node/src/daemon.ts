@@ -54,7 +54,7 @@ export interface DaemonOptions {
   onChanged?: (params: ChangedParams) => void
   /** Called when a daemon that died unexpectedly has been replaced and is ready. */
   onRestart?: () => void
-  /** A request still unanswered this long after `timeoutMs` fails (the daemon is stuck). Default: 10000. */
+  /** A request fails once the daemon has sent nothing for `timeoutMs` plus this (it is stuck). Default: 10000. */
   answerGraceMs?: number
   /** Restart a daemon that dies unexpectedly at once (with backoff), not only on the next request. */
   eagerRestart?: boolean
@@ -112,9 +112,12 @@ const FAILED_START_HOLD_MS = 2_000
 const STABLE_AFTER_MS = 10_000
 const STDERR_TAIL = 4096
 
-type Pending = { reject: (error: Error) => void; method: string; deadline: number }
-// A request the daemon never answers fails after the loader timeout plus a grace; checked by one
-// sweep while requests are pending (not a timer per request: a build sends hundreds at once).
+type Pending = { reject: (error: Error) => void; method: string; sentAt: number }
+// A request fails when the daemon has sent nothing for the loader timeout plus a grace since it
+// was sent: the daemon is stuck. Not simply that long after it was sent: a loader's runs queue
+// in its one worker, each with its own timeout, so a build's later loads wait far longer while
+// the daemon answers the earlier ones. Checked by one sweep while requests are pending (not a
+// timer per request: a build sends hundreds at once).
 const ANSWER_GRACE_MS = 10_000
 
 interface Session {
@@ -140,6 +143,8 @@ export class Daemon {
   #restartTimer: NodeJS.Timeout | undefined
   #failedStart: { error: unknown; at: number } | undefined
   #sweep: NodeJS.Timeout | undefined
+  /** When the daemon last answered a request. */
+  #heardAt = 0
   #stderrTail = ''
 
   constructor(options: DaemonOptions) {
@@ -224,12 +229,12 @@ export class Daemon {
       throw error instanceof Error ? new Error(error.message) : error
     }
     return new Promise<T>((resolve, reject) => {
-      const deadline = Date.now() + this.#answerWithinMs
-      const pending: Pending = { reject, method, deadline }
+      const pending: Pending = { reject, method, sentAt: Date.now() }
       this.#pending.add(pending)
       this.#ref(session)
       this.#sweep ??= setInterval(() => this.#expire(), Math.min(1000, this.#answerWithinMs)).unref()
       const settle = (): void => {
+        this.#heardAt = Date.now()
         this.#pending.delete(pending)
         if (this.#pending.size === 0) this.#idle(session)
       }
@@ -255,9 +260,9 @@ export class Daemon {
   #expire(): void {
     const now = Date.now()
     for (const pending of this.#pending) {
-      if (pending.deadline > now) continue
+      if (Math.max(pending.sentAt, this.#heardAt) + this.#answerWithinMs > now) continue
       this.#pending.delete(pending)
-      pending.reject(new Error(`vmd: no answer to ${pending.method} within ${this.#answerWithinMs} ms`))
+      pending.reject(new Error(`vmd: no answer to ${pending.method}: the daemon has sent nothing for ${this.#answerWithinMs} ms`))
     }
     if (this.#pending.size === 0 && this.#current) this.#idle(this.#current)
   }
