@@ -14,6 +14,7 @@ import msgspec
 PROTOCOL_VERSION = 1
 
 LOAD = "vmd/load"
+LOAD_MANY = "vmd/loadMany"
 RELOAD = "vmd/reload"
 INVALIDATE = "vmd/invalidate"
 CHANGED = "vmd/changed"
@@ -31,6 +32,12 @@ class LoadParams(Message, kw_only=True):
     """`vmd/load` params: the module id, exactly as results will be keyed."""
 
     id: str
+
+
+class LoadManyParams(Message, kw_only=True):
+    """`vmd/loadMany` params: modules to load in one request (a build asks for hundreds)."""
+
+    ids: list[str]
 
 
 class ReloadParams(Message, kw_only=True):
@@ -96,6 +103,27 @@ class LoaderErrorData(Message, kw_only=True):
     traceback: str = ""
 
 
+class ErrorObject(Message, kw_only=True):
+    """A JSON-RPC error object: what a failed `vmd/load` of the same id answers."""
+
+    code: int
+    message: str
+    data: LoaderErrorData | None = None
+
+
+class LoadOutcome(Message, kw_only=True):
+    """How one id of a `vmd/loadMany` ended: exactly one of `result` and `error` is present."""
+
+    result: LoadResult | None = None
+    error: ErrorObject | None = None
+
+
+class LoadManyResult(Message, kw_only=True):
+    """Result of `vmd/loadMany`: one outcome per id, in the order of the ids."""
+
+    results: list[LoadOutcome]
+
+
 # Editor commands (`workspace/executeCommand`), run by the daemon; see vmd/editor.py.
 PREVIEW_COMMAND = "vmd.preview"
 RELOAD_COMMAND = "vmd.reload"
@@ -133,6 +161,10 @@ class InitializationOptions(Message, kw_only=True):
 # The structs protocol.md documents, by section name (the test walks this).
 DOCUMENTED: dict[str, type[Message]] = {
     "LoadParams": LoadParams,
+    "LoadManyParams": LoadManyParams,
+    "LoadManyResult": LoadManyResult,
+    "LoadOutcome": LoadOutcome,
+    "ErrorObject": ErrorObject,
     "ReloadParams": ReloadParams,
     "InvalidateParams": InvalidateParams,
     "LoadResult": LoadResult,

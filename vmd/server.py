@@ -31,6 +31,7 @@ from vmd.protocol import (
     CHANGED,
     INVALIDATE,
     LOAD,
+    LOAD_MANY,
     PREVIEW_COMMAND,
     PREVIEW_SCHEME,
     PROTOCOL_VERSION,
@@ -40,6 +41,7 @@ from vmd.protocol import (
     InitializationOptions,
     InvalidateParams,
     InvalidateResult,
+    LoadManyParams,
     LoadParams,
     ReloadParams,
 )
@@ -97,6 +99,7 @@ _envelope = msgspec.json.Decoder(Envelope)
 _encoder = msgspec.json.Encoder()
 _decoders: dict[str, msgspec.json.Decoder[Any]] = {
     LOAD: msgspec.json.Decoder(LoadParams),
+    LOAD_MANY: msgspec.json.Decoder(LoadManyParams),
     RELOAD: msgspec.json.Decoder(ReloadParams),
     INVALIDATE: msgspec.json.Decoder(InvalidateParams),
 }
@@ -285,6 +288,8 @@ class VmdServer:
                 self._result(msg_id, cached)
                 return
             self._spawn(self._answer(msg_id, params.id, service.load(params.id)))
+        elif method == LOAD_MANY:
+            self._spawn(self._answer_many(msg_id, service, params.ids))
         elif method == RELOAD:
             if why := unsendable(params.data):  # a loader could never be given it
                 why = f"{method}: data cannot be given to a loader: {why}"
@@ -299,19 +304,36 @@ class VmdServer:
             self._result(msg_id, _encoder.encode(InvalidateResult(ids=ids)))
 
     async def _answer(self, msg_id: bytes, id: str, work: Awaitable[Record]) -> None:
+        key, value = await self._outcome(id, work)
+        self.conn.send(b'{"jsonrpc":"2.0","id":%s,"%s":%s}' % (msg_id, key, value))
+
+    async def _answer_many(self, msg_id: bytes, service: Service, ids: list[str]) -> None:
+        """One answer for many loads; each id ends as its own `vmd/load` would have."""
+        outcomes: list[tuple[bytes, bytes] | None] = []
+        waiting: list[Awaitable[tuple[bytes, bytes]]] = []
+        for id in ids:
+            cached = service.cached(id)
+            outcomes.append((b"result", cached) if cached is not None else None)
+            if cached is None:
+                waiting.append(self._outcome(id, service.load(id)))
+        ran = iter(await asyncio.gather(*waiting))
+        parts = [b'{"%s":%s}' % (outcome or next(ran)) for outcome in outcomes]
+        self._result(msg_id, b'{"results":[%s]}' % b",".join(parts))
+
+    async def _outcome(self, id: str, work: Awaitable[Record]) -> tuple[bytes, bytes]:
+        """How loading `id` ended: `(b"result", LoadResult)` or `(b"error", error object)`,
+        both encoded, whatever happened (a bug must still answer, not leave it hanging)."""
         window = self.client.capabilities.get("window") or {}
         try:
             # Only a client that shows progress pays for watching the clock (a build does not).
             rec = await (self._with_progress(work, id) if window.get("workDoneProgress") else work)
         except VmdError as exc:
-            self._error(msg_id, exc.code, str(exc), _encoder.encode(exc.to_data()))
-            return
-        except Exception as exc:  # a bug must still answer the request, not leave it hanging
+            return b"error", _error_object(exc.code, str(exc), _encoder.encode(exc.to_data()))
+        except Exception as exc:
             log.exception("internal error answering %s", id)
-            self._error(msg_id, INTERNAL_ERROR, f"internal error: {exc}")
-            return
+            return b"error", _error_object(INTERNAL_ERROR, f"internal error: {exc}")
         assert rec.encoded is not None
-        self._result(msg_id, rec.encoded)
+        return b"result", rec.encoded
 
     async def _with_progress(self, work: Awaitable[Record], id: str) -> Record:
         """`work`'s result; a run slower than `progressDelayMs` shows as LSP work-done progress."""
@@ -341,7 +363,7 @@ class VmdServer:
         self.conn.send(b'{"jsonrpc":"2.0","id":%s,"result":%s}' % (msg_id, result))
 
     def _error(self, msg_id: bytes, code: int, message: str, data: bytes = b"null") -> None:
-        err = b'{"code":%d,"message":%s,"data":%s}' % (code, _encoder.encode(message), data)
+        err = _error_object(code, message, data)
         self.conn.send(b'{"jsonrpc":"2.0","id":%s,"error":%s}' % (msg_id, err))
 
     def notify(self, method: str, params: Any) -> None:
@@ -401,6 +423,10 @@ class VmdServer:
         task.add_done_callback(self._tasks.discard)
 
 
+def _error_object(code: int, message: str, data: bytes = b"null") -> bytes:
+    return b'{"code":%d,"message":%s,"data":%s}' % (code, _encoder.encode(message), data)
+
+
 def _capabilities(client: dict[str, Any]) -> dict[str, Any]:
     """What `initialize` answers: vmd/* plus the editor features of `vmd.editor`.
 
@@ -408,7 +434,10 @@ def _capabilities(client: dict[str, Any]) -> dict[str, Any]:
     """
     caps: dict[str, Any] = {
         "experimental": {
-            "vmd": {"protocolVersion": PROTOCOL_VERSION, "methods": [LOAD, RELOAD, INVALIDATE]}
+            "vmd": {
+                "protocolVersion": PROTOCOL_VERSION,
+                "methods": [LOAD, LOAD_MANY, RELOAD, INVALIDATE],
+            }
         },
         "textDocumentSync": {"openClose": True, "change": 2},  # incremental, for hover/lenses
         "codeLensProvider": {"resolveProvider": False},

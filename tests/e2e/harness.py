@@ -35,6 +35,7 @@ class RpcError(Exception):
         self.code: int = error["code"]
         self.message: str = error.get("message", "")
         self.data: Any = error.get("data")
+        self.error = error  # the whole error object, as it came
 
 
 class Project:

@@ -67,7 +67,9 @@ async def test_initialize_declares_the_editor_features(start_daemon: StartDaemon
     assert set(caps["executeCommandProvider"]["commands"]) == {"vmd.preview", "vmd.reload"}
     assert caps["hoverProvider"]
     assert caps["workspace"]["textDocumentContent"] == {"schemes": ["vmd"]}
-    assert caps["experimental"]["vmd"]["methods"] == ["vmd/load", "vmd/reload", "vmd/invalidate"]
+    assert caps["experimental"]["vmd"]["methods"] == [
+        "vmd/load", "vmd/loadMany", "vmd/reload", "vmd/invalidate",
+    ]
     # Only clients that know LSP 3.18 textDocumentContent are offered it.
     plain = await start_daemon(initialize=False)
     answer = await plain.call("initialize", initialize_params(None))

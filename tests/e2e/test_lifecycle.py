@@ -251,7 +251,7 @@ async def test_initialize_reports_the_protocol_revision_and_the_vmd_methods(
     assert result["serverInfo"] == {"name": "vmd", "version": __version__}
     assert result["capabilities"]["experimental"]["vmd"]["protocolVersion"] == PROTOCOL_VERSION
     assert set(result["capabilities"]["experimental"]["vmd"]["methods"]) >= {
-        "vmd/load", "vmd/reload", "vmd/invalidate",
+        "vmd/load", "vmd/loadMany", "vmd/reload", "vmd/invalidate",
     }
 
 

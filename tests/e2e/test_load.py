@@ -293,3 +293,49 @@ async def test_concurrent_loads_of_a_new_module_share_one_run(
     results = await asyncio.gather(*(daemon.load(loader) for _ in range(10)))
     assert {r["version"] for r in results} == {1}
     assert runs(counter) == 1
+
+
+async def test_load_many_answers_each_id_in_order_as_its_own_load_would(
+    project: Project, daemon: Daemon
+) -> None:
+    loader = project.write(
+        "src/page.vmd.py",
+        """
+        import vmd
+        def load(ctx):
+            n = int(ctx.query["n"])
+            return vmd.json_module({"n": 10 // (n - 2)})
+        """,
+    )
+    outside = str(project.root.parent / "elsewhere.vmd.py")
+    ids = [f"{loader}?n=1", f"{loader}?n=2", f"{loader}?n=3", outside]
+    answer = await daemon.call("vmd/loadMany", {"ids": ids})
+    first, failed, third, refused = answer["results"]
+    assert exported(first["result"]) == {"n": -10} and "error" not in first
+    assert exported(third["result"]) == {"n": 10}
+    assert failed["error"]["code"] == -32010 and "result" not in failed
+    assert failed["error"]["data"]["message"].startswith("ZeroDivisionError: ")
+    assert (failed["error"]["data"]["file"], failed["error"]["data"]["line"]) == (loader, 5)
+    # Exactly what vmd/load answers for the same ids.
+    assert failed["error"] == (await daemon.load_error(ids[1])).error
+    assert refused["error"] == (await daemon.load_error(outside)).error
+    assert refused["error"]["code"] == -32020
+
+
+async def test_load_many_runs_a_repeated_id_once_and_serves_loaded_ones_from_memory(
+    project: Project, daemon: Daemon
+) -> None:
+    loader, counter = counting_loader(project)
+    await daemon.load(f"{loader}?k=a")
+    answer = await daemon.call(
+        "vmd/loadMany", {"ids": [f"{loader}?k=a", f"{loader}?k=b", f"{loader}?k=b"]}
+    )
+    assert [o["result"]["version"] for o in answer["results"]] == [1, 1, 1]
+    assert [exported(o["result"])["query"] for o in answer["results"]] == [
+        {"k": "a"}, {"k": "b"}, {"k": "b"},
+    ]
+    assert runs(counter) == 2  # ?k=a once before, ?k=b once now
+
+
+async def test_load_many_of_no_ids_answers_no_results(daemon: Daemon) -> None:
+    assert await daemon.call("vmd/loadMany", {"ids": []}) == {"results": []}

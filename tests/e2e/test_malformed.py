@@ -76,6 +76,9 @@ async def test_bad_params_are_invalid_params_naming_the_field(
         ("vmd/reload", {"id": ["a"]}, "id"),
         ("vmd/invalidate", {"id": 3}, "id"),
         ("vmd/invalidate", {"path": {}}, "path"),
+        ("vmd/loadMany", {}, "ids"),
+        ("vmd/loadMany", {"ids": "a.vmd.py"}, "ids"),
+        ("vmd/loadMany", {"ids": ["a.vmd.py", 7]}, "ids[1]"),
     ]
     for method, params, field in cases:
         response = await daemon.exchange(method, params)
