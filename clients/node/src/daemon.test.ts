@@ -125,6 +125,85 @@ describe('Daemon', () => {
     expect(d.pid).not.toBe(pid)
   })
 
+  describe('loads asked for in one turn', () => {
+    // The real daemon, recording the method of every message it receives (and, for `old`,
+    // without vmd/loadMany, as daemons before it were).
+    function recordingPython(p: Project, old = false): { python: string; methods: () => string[] } {
+      p.write(
+        'recording.py',
+        [
+          'import json, sys',
+          'import vmd.server as server',
+          'route = server.VmdServer._route',
+          'def recording(self, body):',
+          '    with open(sys.argv[1], "a") as f:',
+          '        f.write(json.loads(body).get("method", "-") + "\\n")',
+          '    route(self, body)',
+          'server.VmdServer._route = recording',
+          ...(old
+            ? [
+                'from vmd.protocol import LOAD_MANY',
+                'capabilities = server._capabilities',
+                'def without(client):',
+                '    caps = capabilities(client)',
+                '    caps["experimental"]["vmd"]["methods"].remove(LOAD_MANY)',
+                '    return caps',
+                'server._capabilities = without',
+                'del server._decoders[LOAD_MANY]',
+              ]
+            : []),
+          'from vmd.cli import main',
+          'main(["serve"])',
+          '',
+        ].join('\n'),
+      )
+      p.write('recording-python', `#!/bin/sh\nexec ${python} ${p.path('recording.py')} ${p.path('methods.log')}\n`)
+      chmodSync(p.path('recording-python'), 0o755)
+      const methods = () => readFileSync(p.path('methods.log'), 'utf8').split('\n').filter((m) => m.startsWith('vmd/'))
+      return { python: p.path('recording-python'), methods }
+    }
+
+    const pages = {
+      'page.vmd.py': 'import vmd\ndef load(ctx):\n    n = int(ctx.query["n"])\n    return vmd.json_module(10 // (n - 2))\n',
+    }
+
+    test('travel as one vmd/loadMany in a build, each answered with its own result or error', async () => {
+      const p = project(pages)
+      const recorder = recordingPython(p)
+      const d = daemon(p, { python: recorder.python, mode: 'build', batchLoads: true })
+      const ids = [1, 2, 3].map((n) => `${p.path('page.vmd.py')}?n=${n}`)
+      const [first, failed, third] = await Promise.allSettled(ids.map((id) => d.load(id)))
+      expect(first).toMatchObject({ status: 'fulfilled', value: { id: ids[0], code: expect.stringContaining('-10') } })
+      expect(third).toMatchObject({ status: 'fulfilled', value: { id: ids[2], code: expect.stringContaining('10') } })
+      const error = (failed as PromiseRejectedResult).reason as DaemonRequestError
+      expect(error).toBeInstanceOf(DaemonRequestError)
+      expect(error.code).toBe(ErrorCodes.loaderError)
+      expect(error.data).toMatchObject({ id: ids[1], file: p.path('page.vmd.py'), line: 4, message: expect.stringMatching(/^ZeroDivisionError/) })
+      expect(recorder.methods()).toEqual(['vmd/loadMany'])
+    })
+
+    test('fall back to vmd/load each against a daemon without vmd/loadMany', async () => {
+      const p = project(pages)
+      const recorder = recordingPython(p, true)
+      const d = daemon(p, { python: recorder.python, mode: 'build', batchLoads: true })
+      const ids = [1, 3].map((n) => `${p.path('page.vmd.py')}?n=${n}`)
+      const results = await Promise.all(ids.map((id) => d.load(id)))
+      expect(results.map((r) => r.id)).toEqual(ids)
+      expect(recorder.methods()).toEqual(['vmd/load', 'vmd/load'])
+    })
+
+    test('are answered each as it is ready without batchLoads (dev): a slow loader holds back no other', async () => {
+      const p = project({
+        'slow.vmd.py': 'import time\ndef load(ctx):\n    time.sleep(1.5)\n    return "export default 1"\n',
+        'fast.vmd.py': 'def load(ctx):\n    return "export default 2"\n',
+      })
+      const d = daemon(p)
+      const order: string[] = []
+      await Promise.all(['slow', 'fast'].map((name) => d.load(p.path(`${name}.vmd.py`)).then(() => order.push(name))))
+      expect(order).toEqual(['fast', 'slow'])
+    })
+  })
+
   test('an idle daemon does not keep Node alive, and goes away with it', async () => {
     const p = project({ 'a.vmd.py': 'def load(ctx):\n    return "export default 42"\n' })
     const script = `

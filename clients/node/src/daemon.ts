@@ -18,6 +18,7 @@ import {
   CHANGED,
   INVALIDATE,
   LOAD,
+  LOAD_MANY,
   PROTOCOL_VERSION,
   RELOAD,
   isLoaderErrorData,
@@ -29,6 +30,7 @@ import type {
   InvalidateParams,
   InvalidateResult,
   Json,
+  LoadManyResult,
   LoadResult,
   LoaderErrorData,
   Mode,
@@ -58,6 +60,12 @@ export interface DaemonOptions {
   answerGraceMs?: number
   /** Restart a daemon that dies unexpectedly at once (with backoff), not only on the next request. */
   eagerRestart?: boolean
+  /**
+   * Send the loads asked for in one turn of the event loop as one `vmd/loadMany`, for a build:
+   * it needs every module before it ends, and hundreds of messages each way cost Node more than
+   * the loaders. Off for a dev server, where a slow loader must not hold back other modules.
+   */
+  batchLoads?: boolean
   logger?: DaemonLogger
 }
 
@@ -112,9 +120,11 @@ const FAILED_START_HOLD_MS = 2_000
 const STABLE_AFTER_MS = 10_000
 const STDERR_TAIL = 4096
 
-type Pending = { reject: (error: Error) => void; method: string; sentAt: number }
+type Pending = { reject: (error: Error) => void; method: string; sentAt: number; waitMs: number }
+type QueuedLoad = { id: string; resolve: (result: LoadResult) => void; reject: (error: Error) => void }
 // A request fails when the daemon has sent nothing for the loader timeout plus a grace since it
-// was sent: the daemon is stuck. Not simply that long after it was sent: a loader's runs queue
+// was sent (a timeout per module for `vmd/loadMany`, answered once all have run): the daemon is
+// stuck. Not simply that long after it was sent: a loader's runs queue
 // in its one worker, each with its own timeout, so a build's later loads wait far longer while
 // the daemon answers the earlier ones. Checked by one sweep while requests are pending (not a
 // timer per request: a build sends hundreds at once).
@@ -127,6 +137,8 @@ interface Session {
   startedAt: number
   /** `initialize` was answered: a later exit is a crash worth a restart, not a failed start. */
   ready: boolean
+  /** The vmd/* methods the daemon named in `initialize` (older daemons lack newer ones). */
+  methods: Set<string>
   /** `stop()` began: stay ref'd, so Node waits for the daemon to exit. */
   stopping: boolean
   closed: boolean
@@ -146,6 +158,8 @@ export class Daemon {
   /** When the daemon last answered a request. */
   #heardAt = 0
   #stderrTail = ''
+  /** `batchLoads`: loads asked for in this turn of the event loop, not sent yet. */
+  #queued: QueuedLoad[] = []
 
   constructor(options: DaemonOptions) {
     this.options = options
@@ -158,7 +172,44 @@ export class Daemon {
 
   /** `vmd/load`: the module's output, fresh. */
   load(id: string): Promise<LoadResult> {
-    return this.#request<LoadResult>(LOAD, { id })
+    if (!this.options.batchLoads) return this.#request<LoadResult>(LOAD, { id })
+    return new Promise<LoadResult>((resolve, reject) => {
+      if (this.#queued.length === 0) setImmediate(() => void this.#sendQueued())
+      this.#queued.push({ id, resolve, reject })
+    })
+  }
+
+  // One `vmd/loadMany` for the loads of this turn; `vmd/load` each when there is one, or when
+  // the daemon predates `vmd/loadMany`.
+  async #sendQueued(): Promise<void> {
+    const loads = this.#queued
+    this.#queued = []
+    let session: Session
+    try {
+      session = await this.#start()
+    } catch (error) {
+      for (const load of loads) load.reject(ownError(error))
+      return
+    }
+    if (loads.length === 1 || !session.methods.has(LOAD_MANY)) {
+      for (const load of loads) this.#request<LoadResult>(LOAD, { id: load.id }).then(load.resolve, load.reject)
+      return
+    }
+    let answer: LoadManyResult
+    try {
+      answer = await this.#request<LoadManyResult>(LOAD_MANY, { ids: loads.map((load) => load.id) }, loads.length)
+    } catch (error) {
+      for (const load of loads) load.reject(ownError(error))
+      return
+    }
+    loads.forEach((load, at) => {
+      const outcome = answer.results[at]
+      if (outcome?.result) load.resolve(outcome.result)
+      else if (outcome?.error) {
+        const { code, message, data } = outcome.error
+        load.reject(new DaemonRequestError(code, message, isLoaderErrorData(data) ? data : undefined))
+      } else load.reject(new Error(`vmd: the daemon's vmd/loadMany answer has no outcome for ${load.id}`))
+    })
   }
 
   /** `vmd/reload`: re-run the module now with `ctx.data = data`. */
@@ -219,20 +270,20 @@ export class Daemon {
     return this.#session
   }
 
-  async #request<T>(method: string, params: object): Promise<T> {
+  /** Send a request that may run `runs` loaders, each within `timeoutMs`. */
+  async #request<T>(method: string, params: object, runs = 1): Promise<T> {
     let session: Session
     try {
       session = await this.#start()
     } catch (error) {
-      // Each request gets an error of its own: the start's is shared by every request that
-      // waited on it, and Vite adds each module's "Could not load …" to the error it is given.
-      throw error instanceof Error ? new Error(error.message) : error
+      throw ownError(error)
     }
     return new Promise<T>((resolve, reject) => {
-      const pending: Pending = { reject, method, sentAt: Date.now() }
+      const waitMs = this.options.timeoutMs * runs + (this.options.answerGraceMs ?? ANSWER_GRACE_MS)
+      const pending: Pending = { reject, method, sentAt: Date.now(), waitMs }
       this.#pending.add(pending)
       this.#ref(session)
-      this.#sweep ??= setInterval(() => this.#expire(), Math.min(1000, this.#answerWithinMs)).unref()
+      this.#sweep ??= setInterval(() => this.#expire(), Math.min(1000, waitMs)).unref()
       const settle = (): void => {
         this.#heardAt = Date.now()
         this.#pending.delete(pending)
@@ -253,16 +304,12 @@ export class Daemon {
     })
   }
 
-  get #answerWithinMs(): number {
-    return this.options.timeoutMs + (this.options.answerGraceMs ?? ANSWER_GRACE_MS)
-  }
-
   #expire(): void {
     const now = Date.now()
     for (const pending of this.#pending) {
-      if (Math.max(pending.sentAt, this.#heardAt) + this.#answerWithinMs > now) continue
+      if (Math.max(pending.sentAt, this.#heardAt) + pending.waitMs > now) continue
       this.#pending.delete(pending)
-      pending.reject(new Error(`vmd: no answer to ${pending.method}: the daemon has sent nothing for ${this.#answerWithinMs} ms`))
+      pending.reject(new Error(`vmd: no answer to ${pending.method}: the daemon has sent nothing for ${pending.waitMs} ms`))
     }
     if (this.#pending.size === 0 && this.#current) this.#idle(this.#current)
   }
@@ -317,7 +364,7 @@ export class Daemon {
       new StreamMessageReader(child.stdout!),
       new StreamMessageWriter(child.stdin!),
     )
-    const session: Session = { child, connection, exited, startedAt: Date.now(), ready: false, stopping: false, closed: false }
+    const session: Session = { child, connection, exited, startedAt: Date.now(), ready: false, methods: new Set(), stopping: false, closed: false }
     this.#current = session
     connection.onNotification(CHANGED, (params: ChangedParams) => this.options.onChanged?.(params))
     connection.onNotification('window/logMessage', (params: { type: number; message: string }) => {
@@ -362,6 +409,7 @@ export class Daemon {
       )
     }
     connection.sendNotification('initialized', {}).catch(() => undefined)
+    session.methods = new Set(result.capabilities.experimental?.vmd?.methods ?? [LOAD])
     session.ready = true
     this.#unref(session)
     return session
@@ -470,6 +518,13 @@ function isResponseError(error: unknown): error is ResponseError<unknown> {
 // vscode-jsonrpc's own codes for a connection that closed or failed (not the daemon's answers).
 function isConnectionLoss(error: unknown): boolean {
   return !isResponseError(error) || (error.code >= -32099 && error.code <= -32097)
+}
+
+// Each load gets an error of its own when one failure is shared by many (a failed start, a
+// failed vmd/loadMany): Vite adds each module's "Could not load …" to the error it is given.
+function ownError(error: unknown): Error {
+  if (error instanceof DaemonRequestError) return new DaemonRequestError(error.code, error.message, error.data)
+  return error instanceof Error ? new Error(error.message) : new Error(String(error))
 }
 
 function toError(error: unknown): Error {

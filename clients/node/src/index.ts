@@ -77,6 +77,7 @@ export default function vmd(options: VmdOptions = {}): Plugin {
       include,
       timeoutMs,
       eagerRestart: config.command === 'serve',
+      batchLoads: config.command === 'build',
       logger: {
         info: (msg) => config.logger.info(msg, { timestamp: true }),
         warn: (msg) => config.logger.warn(msg, { timestamp: true }),

@@ -5,6 +5,7 @@
 
 /** Method and notification names. */
 export const LOAD = 'vmd/load'
+export const LOAD_MANY = 'vmd/loadMany'
 export const RELOAD = 'vmd/reload'
 export const INVALIDATE = 'vmd/invalidate'
 export const CHANGED = 'vmd/changed'
@@ -51,6 +52,24 @@ export interface LoadResult {
   dependencies: string[]
   /** Existing folders the `watch` globs look in (absent from daemons before it was added). */
   watchDirs?: string[]
+}
+
+/** A JSON-RPC error object: what a failed `vmd/load` of the same id answers. */
+export interface ErrorObject {
+  code: number
+  message: string
+  data?: LoaderErrorData | null
+}
+
+/** How one id of a `vmd/loadMany` ended: exactly one of `result` and `error` is present. */
+export interface LoadOutcome {
+  result?: LoadResult
+  error?: ErrorObject
+}
+
+/** Result of `vmd/loadMany`: one outcome per id, in the order of the ids. */
+export interface LoadManyResult {
+  results: LoadOutcome[]
 }
 
 export interface InvalidateResult {
