@@ -1,5 +1,6 @@
 """Build-mode throughput: one loader loaded with 500 different queries, all requested at once,
-with the CPU time the daemon and its workers spend.
+with the CPU time the daemon and its workers spend; rounds alternate between one `vmd/load`
+per module and one `vmd/loadMany` for all of them (what `vite build` sends).
 
     .venv/bin/python -m bench.bench_build [--modules 500] [--rounds 3]
 """
@@ -49,22 +50,27 @@ def main() -> None:
         peer.initialize()
         peer.request("vmd/load", {"id": f"{root}/m.vmd.py"})
         time.sleep(0.3)  # let the replacement spare finish starting
-        for rnd in range(args.rounds):
+        for rnd in range(args.rounds * 2):
+            many = rnd % 2 == 1
+            ids = [f"{root}/m.vmd.py?n={rnd}-{i}" for i in range(args.modules)]
             daemon0 = cpu_ms(peer.proc.pid)
             workers0 = {pid: cpu_ms(pid) for pid in children(peer.proc.pid)}
             t = time.perf_counter()
-            peer.send_many([
-                peer.encode_request("vmd/load", {"id": f"{root}/m.vmd.py?n={rnd}-{i}"})
-                for i in range(args.modules)
-            ])
+            if many:
+                peer.send_many([peer.encode_request("vmd/loadMany", {"ids": ids})])
+                expected = 1
+            else:
+                peer.send_many([peer.encode_request("vmd/load", {"id": id}) for id in ids])
+                expected = args.modules
             got = 0
-            while got < args.modules:
+            while got < expected:
                 got += len(peer.read_responses())
             wall = (time.perf_counter() - t) * 1000
             daemon = cpu_ms(peer.proc.pid) - daemon0
             workers = sum(cpu_ms(pid) - c for pid, c in workers0.items())
-            print(f"{args.modules} loads of new ids: {wall:.0f} ms wall; CPU: daemon {daemon} ms, "
-                  f"workers {workers} ms")
+            how = "one vmd/loadMany" if many else "a vmd/load each"
+            print(f"{args.modules} loads of new ids, {how}: {wall:.0f} ms wall; "
+                  f"CPU: daemon {daemon} ms, workers {workers} ms")
         peer.close()
 
 

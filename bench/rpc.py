@@ -109,12 +109,18 @@ class Peer:
     def read_responses(self) -> list[Any]:
         """Every response available in one read (at least one)."""
         while True:
-            if not self._queue:
-                self._fill()
             out = [m for m in self._queue if "id" in m and "method" not in m]
-            self._queue = [m for m in self._queue if not ("id" in m and "method" not in m)]
+            # The rest as read() handles them: left in the queue, they would make this loop
+            # spin without ever reading again (a failing loader publishes diagnostics).
+            for msg in self._queue:
+                if "method" in msg and "id" not in msg:
+                    self.notifications.append(msg)
+                elif "method" in msg:
+                    self.send({"jsonrpc": "2.0", "id": msg["id"], "result": None})
+            self._queue = []
             if out:
                 return out
+            self._fill()
 
     def wait_for(self, method: str, timeout: float = 10.0) -> Any:
         deadline = time.monotonic() + timeout
