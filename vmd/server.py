@@ -94,6 +94,7 @@ class WatchedFilesParams(msgspec.Struct):
 
 
 DID_CHANGE_WATCHED_FILES = "workspace/didChangeWatchedFiles"
+_PUBLISH_DELAY = 0.02  # seconds: diagnostics changes gathered into one publish per file
 _watched_files = msgspec.json.Decoder(WatchedFilesParams)
 _envelope = msgspec.json.Decoder(Envelope)
 _encoder = msgspec.json.Encoder()
@@ -116,6 +117,7 @@ class VmdServer:
         self.options = InitializationOptions()
         self.client = ClientInfo()
         self.diagnostics = DiagnosticSet()
+        self._unpublished: set[str] = set()  # files whose diagnostics changed, not yet sent
         self.stopped = asyncio.Event()
         self.exit_code = 1
         self.shutdown_requested = False
@@ -391,7 +393,19 @@ class VmdServer:
         self.lsp.finished(rec)
         if self.shutdown_requested or self.stopped.is_set():
             return  # runs cut short by the shutdown: no problem in the user's files to show
-        for file in self.diagnostics.update(rec.id, rec.loader, rec.error):
+        files = self.diagnostics.update(rec.id, rec.loader, rec.error)
+        if files and not self._unpublished:
+            asyncio.get_running_loop().call_later(_PUBLISH_DELAY, self._publish_diagnostics)
+        self._unpublished.update(files)
+
+    def _publish_diagnostics(self) -> None:
+        """Each file's diagnostics once for the runs that ended within `_PUBLISH_DELAY`: a
+        build's hundreds of failing queries of one loader would otherwise re-send the file's
+        growing list once per query, quadratic in their number."""
+        files, self._unpublished = sorted(self._unpublished), set()
+        if self.shutdown_requested or self.stopped.is_set():
+            return
+        for file in files:
             diags = [
                 {
                     "range": {

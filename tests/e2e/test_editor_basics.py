@@ -167,3 +167,23 @@ async def test_bad_option_is_reported_as_a_warning_and_the_default_used(
                    for p in daemon.notifications("window/logMessage"))
     loader = project.write("src/a.vmd.py", OK)
     assert (await daemon.load(loader))["version"] == 1
+
+
+async def test_many_failing_queries_of_one_loader_publish_its_diagnostics_a_few_times(
+    project: Project, daemon: Daemon
+) -> None:
+    """Not once per query: each publish carries the file's whole list, so that would send
+    n * (n + 1) / 2 diagnostics for n failing queries (125,000 for a build of 500)."""
+    loader = project.write(
+        "src/page.vmd.py", "def load(ctx):\n    raise ValueError('no page ' + ctx.query['n'])\n"
+    )
+    ids = [f"{loader}?n={n}" for n in range(200)]
+    mark = daemon.mark()
+    answer = await daemon.call("vmd/loadMany", {"ids": ids})
+    assert all(o["error"]["code"] == -32010 for o in answer["results"])
+    await daemon.wait_for(
+        lambda m: m["method"] == "textDocument/publishDiagnostics"
+        and len(m["params"]["diagnostics"]) == 200,
+        since=mark,
+    )
+    assert len(diagnostics_for(daemon, loader, since=mark)) < 100
