@@ -25,10 +25,14 @@ class ModuleId:
     query: dict[str, str]
 
 
-def parse_id(id: str, roots: list[str], include: list[str]) -> ModuleId:
+def parse_id(
+    id: str, roots: list[str], include: list[str], confined: dict[str, str] | None = None
+) -> ModuleId:
     """Parse `id` and check it names a loader vmd may run.
 
-    `roots` must already be real (symlink-free) absolute paths.
+    `roots` must already be real (symlink-free) absolute paths. `confined` (loader path -> real
+    path) keeps what was checked for ids checked together: a build's hundreds of queries of one
+    loader resolve its symlinks once, not once each.
 
     Raises:
         Refused: the id is malformed, outside every root, not included, or not a file.
@@ -49,15 +53,19 @@ def parse_id(id: str, roots: list[str], include: list[str]) -> ModuleId:
         raise refuse("module ids must be absolute paths (optionally followed by ?query)")
     if posixpath.normpath(path) != path or "/../" in path + "/" or "/./" in path + "/":
         raise refuse("the path must be normalised (no '.', '..' or '//' segments)")
-    real = os.path.realpath(path)
-    root = next((r for r in roots if real == r or real.startswith(r.rstrip("/") + "/")), None)
-    if root is None:
-        raise refuse(f"{real} is outside the workspace root ({', '.join(roots) or 'none set'})")
-    patterns = [globs.absolute(p, root) for p in include]
-    if not any(globs.matches(p, real) for p in patterns):
-        raise refuse(f"it does not match the include globs {include}")
-    if not os.path.isfile(real):
-        raise refuse(f"{path} does not exist or is not a file")
+    real = confined.get(path) if confined is not None else None
+    if real is None:
+        real = os.path.realpath(path)
+        root = next((r for r in roots if real == r or real.startswith(r.rstrip("/") + "/")), None)
+        if root is None:
+            raise refuse(f"{real} is outside the workspace root ({', '.join(roots) or 'none set'})")
+        patterns = [globs.absolute(p, root) for p in include]
+        if not any(globs.matches(p, real) for p in patterns):
+            raise refuse(f"it does not match the include globs {include}")
+        if not os.path.isfile(real):
+            raise refuse(f"{path} does not exist or is not a file")
+        if confined is not None:
+            confined[path] = real
     try:
         pairs = parse_qsl(query_string, keep_blank_values=True, strict_parsing=False)
     except ValueError as exc:

@@ -313,11 +313,12 @@ class VmdServer:
         """One answer for many loads; each id ends as its own `vmd/load` would have."""
         outcomes: list[tuple[bytes, bytes] | None] = []
         waiting: list[Awaitable[tuple[bytes, bytes]]] = []
+        confined: dict[str, str] = {}  # the ids are checked together: each loader path once
         for id in ids:
             cached = service.cached(id)
             outcomes.append((b"result", cached) if cached is not None else None)
             if cached is None:
-                waiting.append(self._outcome(id, service.load(id)))
+                waiting.append(self._outcome(id, service.load(id, confined)))
         ran = iter(await asyncio.gather(*waiting))
         parts = [b'{"%s":%s}' % (outcome or next(ran)) for outcome in outcomes]
         self._result(msg_id, b'{"results":[%s]}' % b",".join(parts))

@@ -101,8 +101,10 @@ class Service:
 
     # -- requests --------------------------------------------------------------------------
 
-    async def load(self, id: str) -> Record:
+    async def load(self, id: str, confined: dict[str, str] | None = None) -> Record:
         """The module's current output, running the loader if anything it depends on changed.
+
+        `confined`: shared by loads asked for together (see `parse_id`).
 
         Raises:
             VmdError: the id is refused, or the loader failed (the error is cached until a
@@ -110,7 +112,7 @@ class Service:
         """
         rec = self.store.get(id)
         if rec is None:
-            rec = self.store.add(parse_id(id, self.roots, self.options.include))
+            rec = self.store.add(parse_id(id, self.roots, self.options.include, confined))
         elif rec.running is not None:
             # Compare with what the run in flight saw, once it ends (see _still_dirty): the
             # signatures of the previous run would report its own inputs again, and a code

@@ -79,3 +79,15 @@ def test_custom_include_globs_decide_what_runs(root: Path) -> None:
     assert parse_id(str(root / "gen" / "a.py"), [str(root)], ["gen/*.py"]).query == {}
     with pytest.raises(Refused):
         parse_id(str(root / "src" / "users.vmd.py"), [str(root)], ["gen/*.py"])
+
+
+def test_ids_checked_together_share_what_was_confined_but_never_a_refusal(root: Path) -> None:
+    loader = str(root / "src" / "users.vmd.py")
+    link = root / "src" / "link.vmd.py"
+    link.symlink_to(root.parent / "outside.vmd.py")
+    confined: dict[str, str] = {}
+    for n in range(3):
+        assert parse_id(f"{loader}?n={n}", [str(root)], INCLUDE, confined).real == loader
+        with pytest.raises(Refused, match="outside the workspace root"):
+            parse_id(f"{link}?n={n}", [str(root)], INCLUDE, confined)
+    assert confined == {loader: loader}
