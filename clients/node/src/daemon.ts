@@ -124,10 +124,10 @@ type Pending = { reject: (error: Error) => void; method: string; sentAt: number;
 type QueuedLoad = { id: string; resolve: (result: LoadResult) => void; reject: (error: Error) => void }
 // A request fails when the daemon has sent nothing for the loader timeout plus a grace since it
 // was sent (a timeout per module for `vmd/loadMany`, answered once all have run): the daemon is
-// stuck. Not simply that long after it was sent: a loader's runs queue
-// in its one worker, each with its own timeout, so a build's later loads wait far longer while
-// the daemon answers the earlier ones. Checked by one sweep while requests are pending (not a
-// timer per request: a build sends hundreds at once).
+// stuck. Not simply that long after it was sent: a loader's runs queue in its one worker, each
+// with its own timeout, so a build's later loads wait far longer while the daemon answers the
+// earlier ones. Checked by one sweep while requests are pending (not a timer per request: a
+// build sends hundreds at once).
 const ANSWER_GRACE_MS = 10_000
 
 interface Session {
