@@ -23,15 +23,20 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from vmd import errors
+from vmd.errors import VmdError
 from vmd.jsonrpc import Connection, ConnectionClosed, ProtocolError, ResponseError
 from vmd.protocol import (
     CHANGED,
     INVALIDATE,
     LOAD,
+    LOAD_MANY,
     RELOAD,
     ChangedParams,
     InvalidateParams,
     InvalidateResult,
+    LoadManyParams,
+    LoadManyResult,
     LoadParams,
     LoadResult,
     ReloadParams,
@@ -51,11 +56,13 @@ logger = logging.getLogger("vmd.client")
 _any_decoder = msgspec.json.Decoder()
 _load_result_decoder = msgspec.json.Decoder(LoadResult)
 _invalidate_result_decoder = msgspec.json.Decoder(InvalidateResult)
+_load_many_result_decoder = msgspec.json.Decoder(LoadManyResult)
 _changed_decoder = msgspec.json.Decoder(ChangedParams)
 
 T = TypeVar("T")
 
 METHOD_NOT_FOUND = -32601
+INTERNAL_ERROR = -32603
 
 # How long close() lets the daemon answer `shutdown` and exit before killing it.
 _GRACE_S = 5.0
@@ -230,6 +237,28 @@ class AsyncClient:
         """
         raw = await self._request(LOAD, LoadParams(id=id))
         return _load_result_decoder.decode(raw)
+
+    async def load_many(self, ids: list[str]) -> list[LoadResult | VmdError | ProtocolError]:
+        """Load many modules in one request (`vmd/loadMany`), as a build does: one entry per
+        id, in order, each the result or the error its own `load` would raise (`VmdError` about
+        the module, `ProtocolError` otherwise).
+
+        Example:
+            >>> for out in await client.load_many([f"{page}?n={n}" for n in range(9)]):  # doctest: +SKIP
+            ...     print(out.code if isinstance(out, LoadResult) else f"FAIL {out}")
+        """
+        raw = await self._request(LOAD_MANY, LoadManyParams(ids=list(ids)))
+        outcomes: list[LoadResult | VmdError | ProtocolError] = []
+        for at, outcome in enumerate(_load_many_result_decoder.decode(raw).results):
+            if outcome.result is not None:
+                outcomes.append(outcome.result)
+            elif outcome.error is not None and outcome.error.data is not None:
+                outcomes.append(errors.from_data(outcome.error.data))
+            elif outcome.error is not None:  # not about the module (an internal error)
+                outcomes.append(ProtocolError(outcome.error.code, outcome.error.message))
+            else:
+                outcomes.append(ProtocolError(INTERNAL_ERROR, f"no outcome for {ids[at]}"))
+        return outcomes
 
     async def reload(self, id: str, data: Any = None) -> LoadResult:
         """Re-run module `id` now with `ctx.data = data`."""
@@ -484,6 +513,10 @@ class Client:
     def load(self, id: str) -> LoadResult:
         """See `AsyncClient.load`."""
         return self._call(self._async.load(id))
+
+    def load_many(self, ids: list[str]) -> list[LoadResult | VmdError | ProtocolError]:
+        """See `AsyncClient.load_many`."""
+        return self._call(self._async.load_many(ids))
 
     def reload(self, id: str, data: Any = None) -> LoadResult:
         """See `AsyncClient.reload`."""

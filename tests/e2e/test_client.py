@@ -123,6 +123,23 @@ async def test_loader_error_raises_the_typed_error_at_the_helper_line(
     assert "ValueError: the helper exploded" in error.traceback
 
 
+async def test_load_many_gives_each_id_its_result_or_its_typed_error_in_order(
+    project: Path, client: AsyncClient, tmp_path: Path
+) -> None:
+    hello = str(project / "src" / "hello.vmd.py")
+    broken = str(project / "src" / "broken.vmd.py")
+    outside = tmp_path / "outside.vmd.py"
+    outside.write_text("def load(ctx):\n    return 'export default 1;'\n")
+    ids = [hello + "?kind=admin", broken, str(outside), hello]
+    first, failed, refused, last = await client.load_many(ids)
+    assert isinstance(first, LoadResult) and first.id == ids[0]
+    assert isinstance(last, LoadResult) and last.id == hello
+    assert isinstance(failed, LoaderError)
+    assert (failed.file, failed.line) == (str(project / "src" / "helpers.py"), 2)
+    assert isinstance(refused, Refused) and refused.id == str(outside)
+    assert await client.load_many([]) == []
+
+
 async def test_loader_outside_the_root_is_refused(tmp_path: Path, client: AsyncClient) -> None:
     outside = tmp_path / "outside.vmd.py"
     outside.write_text("def load(ctx):\n    return 'export default 1;'\n")
