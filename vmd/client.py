@@ -244,7 +244,8 @@ class AsyncClient:
         the module, `ProtocolError` otherwise).
 
         Example:
-            >>> for out in await client.load_many([f"{page}?n={n}" for n in range(9)]):  # doctest: +SKIP
+            >>> pages = [f"{page}?n={n}" for n in range(9)]
+            >>> for out in await client.load_many(pages):  # doctest: +SKIP
             ...     print(out.code if isinstance(out, LoadResult) else f"FAIL {out}")
         """
         raw = await self._request(LOAD_MANY, LoadManyParams(ids=list(ids)))
