@@ -51,7 +51,9 @@ def parse_id(
         raise refuse("'#' is not allowed in module ids")
     if not posixpath.isabs(path):
         raise refuse("module ids must be absolute paths (optionally followed by ?query)")
-    if posixpath.normpath(path) != path or "/../" in path + "/" or "/./" in path + "/":
+    # normpath keeps exactly two leading slashes (POSIX leaves their meaning open): refuse them.
+    dotted = "/../" in path + "/" or "/./" in path + "/"
+    if posixpath.normpath(path) != path or path.startswith("//") or dotted:
         raise refuse("the path must be normalised (no '.', '..' or '//' segments)")
     real = confined.get(path) if confined is not None else None
     if real is None:

@@ -36,6 +36,8 @@ def test_an_included_loader_parses_with_its_query(root: Path) -> None:
         (lambda r: "src/users.vmd.py", "absolute"),
         (lambda r: f"{r}/src/../src/users.vmd.py", "normalised"),
         (lambda r: f"{r}/src/./users.vmd.py", "normalised"),
+        (lambda r: f"{r}/src//users.vmd.py", "normalised"),
+        (lambda r: f"/{r}/src/users.vmd.py", "normalised"),
         (lambda r: f"{r}/src/users.vmd.py\x00.js", "NUL"),
         (lambda r: f"{r}/src/users.vmd.py#frag", "'#'"),
         (lambda r: f"{r}/plain.py", "include globs"),
