@@ -118,6 +118,7 @@ class VmdServer:
         self.client = ClientInfo()
         self.diagnostics = DiagnosticSet()
         self._unpublished: set[str] = set()  # files whose diagnostics changed, not yet sent
+        self._publish_at: asyncio.TimerHandle | None = None
         self.stopped = asyncio.Event()
         self.exit_code = 1
         self.shutdown_requested = False
@@ -165,6 +166,7 @@ class VmdServer:
             self._on_shutdown(msg_id)
         elif method == "exit":
             self.exit_code = 0 if self.shutdown_requested else 1
+            self._flush_diagnostics()
             self.stopped.set()
         elif method in ("initialized", "$/cancelRequest", "$/setTrace"):
             pass
@@ -201,6 +203,7 @@ class VmdServer:
     def on_input_closed(self) -> None:
         log.info("client closed stdin; exiting")
         self.exit_code = 0 if self.shutdown_requested else 1
+        self._flush_diagnostics()
         self.stopped.set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -245,6 +248,7 @@ class VmdServer:
             self._spawn(_watch_parent(self.client.process_id, self))
 
     def _on_shutdown(self, msg_id: bytes) -> None:
+        self._flush_diagnostics()  # runs that ended before the shutdown are the user's problems
         # Set now, not when the workers are stopped: an `exit` read in the same burst is then
         # the orderly exit it is.
         self.shutdown_requested = True
@@ -395,17 +399,24 @@ class VmdServer:
         if self.shutdown_requested or self.stopped.is_set():
             return  # runs cut short by the shutdown: no problem in the user's files to show
         files = self.diagnostics.update(rec.id, rec.loader, rec.error)
-        if files and not self._unpublished:
-            asyncio.get_running_loop().call_later(_PUBLISH_DELAY, self._publish_diagnostics)
+        if files and self._publish_at is None:
+            loop = asyncio.get_running_loop()
+            self._publish_at = loop.call_later(_PUBLISH_DELAY, self._publish_diagnostics)
         self._unpublished.update(files)
+
+    def _flush_diagnostics(self) -> None:
+        """Publish what is pending now: the session is ending, and the client may be gone
+        before `_PUBLISH_DELAY` is up."""
+        if self._publish_at is not None:
+            self._publish_at.cancel()
+            self._publish_diagnostics()
 
     def _publish_diagnostics(self) -> None:
         """Each file's diagnostics once for the runs that ended within `_PUBLISH_DELAY`: a
         build's hundreds of failing queries of one loader would otherwise re-send the file's
         growing list once per query, quadratic in their number."""
+        self._publish_at = None
         files, self._unpublished = sorted(self._unpublished), set()
-        if self.shutdown_requested or self.stopped.is_set():
-            return
         for file in files:
             diags = [
                 {

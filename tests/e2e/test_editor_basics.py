@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness import Daemon, Project, StartDaemon
+from harness import Daemon, Project, StartDaemon, eventually
 
 OK = "def load(ctx):\n    return 'export default 1;'\n"
 
@@ -187,3 +187,19 @@ async def test_many_failing_queries_of_one_loader_publish_its_diagnostics_a_few_
         since=mark,
     )
     assert len(diagnostics_for(daemon, loader, since=mark)) < 100
+
+
+async def test_problems_of_runs_that_ended_before_a_shutdown_are_still_published(
+    project: Project, start_daemon: StartDaemon
+) -> None:
+    """A build client shuts the daemon down as soon as it has its answers: the diagnostics,
+    gathered for a moment before they are sent, must not be dropped with the session."""
+    daemon = await start_daemon(options={"mode": "build"})
+    loader = project.write("src/bad.vmd.py", "def load(ctx):\n    raise ValueError('bad')\n")
+    mark = daemon.mark()
+    answer = await daemon.call("vmd/loadMany", {"ids": [f"{loader}?n=1", f"{loader}?n=2"]})
+    assert all("error" in outcome for outcome in answer["results"])
+    assert await daemon.shutdown() == 0
+    await eventually(lambda: diagnostics_for(daemon, loader, since=mark))
+    (params,) = diagnostics_for(daemon, loader, since=mark)
+    assert len(params["diagnostics"]) == 2
