@@ -314,18 +314,34 @@ class VmdServer:
         self.conn.send(b'{"jsonrpc":"2.0","id":%s,"%s":%s}' % (msg_id, key, value))
 
     async def _answer_many(self, msg_id: bytes, service: Service, ids: list[str]) -> None:
-        """One answer for many loads; each id ends as its own `vmd/load` would have."""
-        outcomes: list[tuple[bytes, bytes] | None] = []
-        waiting: list[Awaitable[tuple[bytes, bytes]]] = []
-        confined: dict[str, str] = {}  # the ids are checked together: each loader path once
-        for id in ids:
-            cached = service.cached(id)
-            outcomes.append((b"result", cached) if cached is not None else None)
-            if cached is None:
-                waiting.append(self._outcome(id, service.load(id, confined)))
-        ran = iter(await asyncio.gather(*waiting))
-        parts = [b'{"%s":%s}' % (outcome or next(ran)) for outcome in outcomes]
+        """One answer for many loads; each id ends as its own `vmd/load` would have.
+
+        The answer waits for the slowest id, so an id reported stale meanwhile (its own
+        `vmd/load` would have been answered before that `vmd/changed`) is loaded again.
+        """
+        outcomes = await self._load_all(service, ids)
+        while stale := [at for at, (_, version) in enumerate(outcomes)
+                        if not service.settled(ids[at], version)]:
+            again = await self._load_all(service, [ids[at] for at in stale])
+            for at, outcome in zip(stale, again, strict=True):
+                outcomes[at] = outcome
+        parts = [b'{"%s":%s}' % outcome for outcome, _ in outcomes]
         self._result(msg_id, b'{"results":[%s]}' % b",".join(parts))
+
+    async def _load_all(
+        self, service: Service, ids: list[str]
+    ) -> list[tuple[tuple[bytes, bytes], int]]:
+        """Each id's outcome (see `_outcome`) and the version of the output it is."""
+        confined: dict[str, str] = {}  # the ids are checked together: each loader path once
+
+        async def one(id: str) -> tuple[tuple[bytes, bytes], int]:
+            cached = service.cached(id)
+            if cached is not None:
+                return (b"result", cached), service.version(id)
+            outcome = await self._outcome(id, service.load(id, confined))
+            return outcome, service.version(id)
+
+        return await asyncio.gather(*(one(id) for id in ids))
 
     async def _outcome(self, id: str, work: Awaitable[Record]) -> tuple[bytes, bytes]:
         """How loading `id` ended: `(b"result", LoadResult)` or `(b"error", error object)`,

@@ -99,6 +99,17 @@ class Service:
                     return None
         return rec.encoded
 
+    def version(self, id: str) -> int:
+        """The version of `id`'s latest output (0: none yet, or an id that was refused)."""
+        rec = self.store.records.get(id)
+        return rec.version if rec is not None else 0
+
+    def settled(self, id: str, version: int) -> bool:
+        """Whether `id`'s output at `version` is still current: no run under way or since,
+        and not reported stale."""
+        rec = self.store.records.get(id)
+        return rec is None or (rec.version == version and rec.fresh and rec.running is None)
+
     # -- requests --------------------------------------------------------------------------
 
     async def load(self, id: str, confined: dict[str, str] | None = None) -> Record:

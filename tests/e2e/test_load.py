@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from harness import Daemon, Project, StartDaemon, exported
+from harness import Daemon, Project, StartDaemon, eventually, exported
 
 # Appends one line per run to a file outside anything the loader watches or reads (it only
 # writes it), so the number of lines counts real runs of the loader.
@@ -339,3 +339,34 @@ async def test_load_many_runs_a_repeated_id_once_and_serves_loaded_ones_from_mem
 
 async def test_load_many_of_no_ids_answers_no_results(daemon: Daemon) -> None:
     assert await daemon.call("vmd/loadMany", {"ids": []}) == {"results": []}
+
+
+async def test_load_many_never_answers_output_reported_stale_while_it_waited(
+    project: Project, daemon: Daemon
+) -> None:
+    """The answer waits for the slowest id: one whose input changed meanwhile is answered with
+    its re-run, as its own vmd/load (answered before the vmd/changed) would have been."""
+    slow = project.write(
+        "src/slow.vmd.py", "import time\ndef load(ctx):\n    time.sleep(2)\n    return ''\n"
+    )
+    project.write("src/y.txt", "old")
+    ran = project.root.parent / "y-ran.txt"  # outside the project: not one of its inputs
+    fast = project.write(
+        "src/y.vmd.py",
+        f"""
+        import vmd
+        watch = ["y.txt"]
+        def load(ctx):
+            text = (ctx.path.parent / "y.txt").read_text()
+            open({str(ran)!r}, "w").close()
+            return vmd.json_module(text)
+        """,
+    )
+    mark = daemon.mark()
+    answer = asyncio.ensure_future(daemon.call("vmd/loadMany", {"ids": [slow, fast]}))
+    await eventually(ran.exists)  # the fast one has its output; the slow one still runs
+    project.write("src/y.txt", "new")
+    stale = await daemon.changed(fast, since=mark)
+    result = (await answer)["results"][1]["result"]
+    assert result["version"] > stale["version"]
+    assert exported(result) == "new"
