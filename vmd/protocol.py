@@ -18,6 +18,7 @@ LOAD_MANY = "vmd/loadMany"
 RELOAD = "vmd/reload"
 INVALIDATE = "vmd/invalidate"
 CHANGED = "vmd/changed"
+BUSY = "$/vmd/busy"
 
 EventType = Literal["add", "change", "unlink"]
 ChangeReason = Literal["watch", "code", "reload", "invalidate"]
@@ -86,6 +87,13 @@ class ChangedParams(Message, kw_only=True):
     version: int
     reason: ChangeReason
     events: list[FileEvent] = []
+
+
+class BusyParams(Message, kw_only=True):
+    """`$/vmd/busy` notification (server to client), sent every second while requests that
+    run loaders are unanswered: a busy daemon is told from a stuck one by hearing from it."""
+
+    requests: int
 
 
 class LoaderErrorData(Message, kw_only=True):
@@ -170,6 +178,7 @@ DOCUMENTED: dict[str, type[Message]] = {
     "LoadResult": LoadResult,
     "InvalidateResult": InvalidateResult,
     "ChangedParams": ChangedParams,
+    "BusyParams": BusyParams,
     "FileEvent": FileEvent,
     "LoaderErrorData": LoaderErrorData,
     "InitializationOptions": InitializationOptions,

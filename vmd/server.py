@@ -9,12 +9,13 @@ Handlers only translate; the work is in `vmd.service`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -28,6 +29,7 @@ from vmd.ipc import unsendable
 from vmd.lsp import PyglsBridge
 from vmd.options import parse_options
 from vmd.protocol import (
+    BUSY,
     CHANGED,
     INVALIDATE,
     LOAD,
@@ -37,6 +39,7 @@ from vmd.protocol import (
     PROTOCOL_VERSION,
     RELOAD,
     RELOAD_COMMAND,
+    BusyParams,
     ChangedParams,
     InitializationOptions,
     InvalidateParams,
@@ -95,6 +98,7 @@ class WatchedFilesParams(msgspec.Struct):
 
 DID_CHANGE_WATCHED_FILES = "workspace/didChangeWatchedFiles"
 _PUBLISH_DELAY = 0.02  # seconds: diagnostics changes gathered into one publish per file
+_BUSY_EVERY = 1.0  # seconds between `$/vmd/busy` notifications while loads are unanswered
 _watched_files = msgspec.json.Decoder(WatchedFilesParams)
 _envelope = msgspec.json.Decoder(Envelope)
 _encoder = msgspec.json.Encoder()
@@ -119,6 +123,8 @@ class VmdServer:
         self.diagnostics = DiagnosticSet()
         self._unpublished: set[str] = set()  # files whose diagnostics changed, not yet sent
         self._publish_at: asyncio.TimerHandle | None = None
+        self._unanswered = 0  # requests that run loaders, not answered yet
+        self._busy_at: asyncio.TimerHandle | None = None
         self.stopped = asyncio.Event()
         self.exit_code = 1
         self.shutdown_requested = False
@@ -310,8 +316,29 @@ class VmdServer:
             self._result(msg_id, _encoder.encode(InvalidateResult(ids=ids)))
 
     async def _answer(self, msg_id: bytes, id: str, work: Awaitable[Record]) -> None:
-        key, value = await self._outcome(id, work)
+        with self._busy():
+            key, value = await self._outcome(id, work)
         self.conn.send(b'{"jsonrpc":"2.0","id":%s,"%s":%s}' % (msg_id, key, value))
+
+    @contextlib.contextmanager
+    def _busy(self) -> Iterator[None]:
+        """While a request that runs loaders is unanswered, say so every `_BUSY_EVERY`: a
+        `vmd/loadMany` of slow loaders is answered only once all have run, and a client
+        waiting that long must not take the silence for a stuck daemon."""
+        self._unanswered += 1
+        if self._busy_at is None:
+            self._busy_at = asyncio.get_running_loop().call_later(_BUSY_EVERY, self._still_busy)
+        try:
+            yield
+        finally:
+            self._unanswered -= 1
+
+    def _still_busy(self) -> None:
+        if self._unanswered == 0 or self.stopped.is_set():
+            self._busy_at = None
+            return
+        self.notify(BUSY, BusyParams(requests=self._unanswered))
+        self._busy_at = asyncio.get_running_loop().call_later(_BUSY_EVERY, self._still_busy)
 
     async def _answer_many(self, msg_id: bytes, service: Service, ids: list[str]) -> None:
         """One answer for many loads; each id ends as its own `vmd/load` would have.
@@ -319,12 +346,13 @@ class VmdServer:
         The answer waits for the slowest id, so an id reported stale meanwhile (its own
         `vmd/load` would have been answered before that `vmd/changed`) is loaded again.
         """
-        outcomes = await self._load_all(service, ids)
-        while stale := [at for at, (_, version) in enumerate(outcomes)
-                        if not service.settled(ids[at], version)]:
-            again = await self._load_all(service, [ids[at] for at in stale])
-            for at, outcome in zip(stale, again, strict=True):
-                outcomes[at] = outcome
+        with self._busy():
+            outcomes = await self._load_all(service, ids)
+            while stale := [at for at, (_, version) in enumerate(outcomes)
+                            if not service.settled(ids[at], version)]:
+                again = await self._load_all(service, [ids[at] for at in stale])
+                for at, outcome in zip(stale, again, strict=True):
+                    outcomes[at] = outcome
         parts = [b'{"%s":%s}' % outcome for outcome, _ in outcomes]
         self._result(msg_id, b'{"results":[%s]}' % b",".join(parts))
 

@@ -370,3 +370,21 @@ async def test_load_many_never_answers_output_reported_stale_while_it_waited(
     result = (await answer)["results"][1]["result"]
     assert result["version"] > stale["version"]
     assert exported(result) == "new"
+
+
+async def test_a_daemon_busy_with_slow_loads_says_so_every_second_and_then_falls_quiet(
+    project: Project, daemon: Daemon
+) -> None:
+    """A vmd/loadMany is answered once all its modules have run: meanwhile the client hears
+    `$/vmd/busy`, so it can tell a busy daemon from a stuck one."""
+    slow = project.write(
+        "src/slow.vmd.py", "import time\ndef load(ctx):\n    time.sleep(1.2)\n    return ''\n"
+    )
+    mark = daemon.mark()
+    answer = await daemon.call("vmd/loadMany", {"ids": [f"{slow}?n=1", f"{slow}?n=2"]})
+    assert all("result" in outcome for outcome in answer["results"])
+    busy = daemon.notifications("$/vmd/busy", since=mark)
+    assert len(busy) >= 2 and busy[0] == {"requests": 1}
+    mark = daemon.mark()
+    await asyncio.sleep(1.5)
+    assert daemon.notifications("$/vmd/busy", since=mark) == []

@@ -39,7 +39,10 @@ def test_every_wire_field_is_documented_with_its_requiredness(name: str) -> None
 
 @pytest.mark.parametrize(
     "method",
-    [protocol.LOAD, protocol.LOAD_MANY, protocol.RELOAD, protocol.INVALIDATE, protocol.CHANGED],
+    [
+        protocol.LOAD, protocol.LOAD_MANY, protocol.RELOAD, protocol.INVALIDATE,
+        protocol.CHANGED, protocol.BUSY,
+    ],
 )
 def test_every_method_has_a_section(method: str) -> None:
     assert f"### `{method}`" in DOC
