@@ -79,6 +79,35 @@ describe('Daemon', () => {
     expect(results.map((r) => r.code)).toEqual(ids.map((_, n) => `export default ${n}`))
   })
 
+  test('loads queued behind a long vmd/loadMany are not given up on while the daemon says it is busy', async () => {
+    // The batch is answered only when its six 400 ms runs are done, longer than the timeout
+    // plus the grace; the load asked for later waits behind them in the loader's one worker.
+    const p = project({ 'slow.vmd.py': 'import time\ndef load(ctx):\n    time.sleep(0.4)\n    return f"export default {ctx.query[\'n\']}"\n' })
+    const d = daemon(p, { mode: 'build', batchLoads: true, timeoutMs: 1000, answerGraceMs: 500 })
+    await d.start()
+    const batch = Array.from({ length: 6 }, (_, n) => d.load(`${p.path('slow.vmd.py')}?n=${n}`))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const later = d.load(`${p.path('slow.vmd.py')}?n=7`)
+    const results = await Promise.all([...batch, later])
+    expect(results.map((r) => r.code)).toEqual([0, 1, 2, 3, 4, 5, 7].map((n) => `export default ${n}`))
+  })
+
+  test('a daemon that never answers initialize is given up on, and killed', async () => {
+    const p = project({})
+    p.write('mute-python', `#!/bin/sh\nexec ${python} -c 'import time; time.sleep(60)' mute-daemon\n`)
+    chmodSync(p.path('mute-python'), 0o755)
+    const error = await daemon(p, { python: p.path('mute-python'), timeoutMs: 100, answerGraceMs: 400 }).start().catch((e: Error) => e)
+    expect((error as Error).message).toContain('vmd: the daemon did not answer initialize within 500 ms')
+    const mute = () => descendants(process.pid).filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('mute-daemon')
+      } catch {
+        return false
+      }
+    })
+    await waitFor(() => mute().length === 0, 'the mute daemon to be killed')
+  })
+
   test('a daemon speaking another protocol revision is refused with how to match versions', async () => {
     const p = project({})
     // The real daemon, told it speaks revision 99.

@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type { MessageConnection, ResponseError } from 'vscode-jsonrpc/node'
 import {
+  BUSY,
   CHANGED,
   INVALIDATE,
   LOAD,
@@ -120,14 +121,15 @@ const FAILED_START_HOLD_MS = 2_000
 const STABLE_AFTER_MS = 10_000
 const STDERR_TAIL = 4096
 
-type Pending = { reject: (error: Error) => void; method: string; sentAt: number; waitMs: number }
+type Pending = { reject: (error: Error) => void; method: string; sentAt: number }
 type QueuedLoad = { id: string; resolve: (result: LoadResult) => void; reject: (error: Error) => void }
-// A request fails when the daemon has sent nothing for the loader timeout plus a grace since it
-// was sent (a timeout per module for `vmd/loadMany`, answered once all have run): the daemon is
-// stuck. Not simply that long after it was sent: a loader's runs queue in its one worker, each
-// with its own timeout, so a build's later loads wait far longer while the daemon answers the
-// earlier ones. Checked by one sweep while requests are pending (not a timer per request: a
-// build sends hundreds at once).
+// A request fails when the daemon has sent nothing (no answer, no `$/vmd/busy`) for the loader
+// timeout plus a grace since it was sent: the daemon is stuck. Not simply that long after it
+// was sent: a loader's runs queue in its one worker, each with its own timeout, and a
+// `vmd/loadMany` is answered once all its modules have run, so a build's loads may wait far
+// longer while the daemon works. Checked by one sweep while requests are pending (not a timer
+// per request: a build sends hundreds at once). A daemon that does not answer `initialize`
+// within the same time is given up on too.
 const ANSWER_GRACE_MS = 10_000
 
 interface Session {
@@ -155,7 +157,7 @@ export class Daemon {
   #restartTimer: NodeJS.Timeout | undefined
   #failedStart: { error: unknown; at: number } | undefined
   #sweep: NodeJS.Timeout | undefined
-  /** When the daemon last answered a request. */
+  /** When the daemon last answered a request or said it was busy. */
   #heardAt = 0
   #stderrTail = ''
   /** `batchLoads`: loads asked for in this turn of the event loop, not sent yet. */
@@ -197,7 +199,7 @@ export class Daemon {
     }
     let answer: LoadManyResult
     try {
-      answer = await this.#request<LoadManyResult>(LOAD_MANY, { ids: loads.map((load) => load.id) }, loads.length)
+      answer = await this.#request<LoadManyResult>(LOAD_MANY, { ids: loads.map((load) => load.id) })
     } catch (error) {
       for (const load of loads) load.reject(ownError(error))
       return
@@ -270,8 +272,7 @@ export class Daemon {
     return this.#session
   }
 
-  /** Send a request that may run `runs` loaders, each within `timeoutMs`. */
-  async #request<T>(method: string, params: object, runs = 1): Promise<T> {
+  async #request<T>(method: string, params: object): Promise<T> {
     let session: Session
     try {
       session = await this.#start()
@@ -279,11 +280,10 @@ export class Daemon {
       throw ownError(error)
     }
     return new Promise<T>((resolve, reject) => {
-      const waitMs = this.options.timeoutMs * runs + (this.options.answerGraceMs ?? ANSWER_GRACE_MS)
-      const pending: Pending = { reject, method, sentAt: Date.now(), waitMs }
+      const pending: Pending = { reject, method, sentAt: Date.now() }
       this.#pending.add(pending)
       this.#ref(session)
-      this.#sweep ??= setInterval(() => this.#expire(), Math.min(1000, waitMs)).unref()
+      this.#sweep ??= setInterval(() => this.#expire(), Math.min(1000, this.#silenceMs)).unref()
       const settle = (): void => {
         this.#heardAt = Date.now()
         this.#pending.delete(pending)
@@ -304,12 +304,17 @@ export class Daemon {
     })
   }
 
+  /** How long a silent daemon is waited for before it is called stuck. */
+  get #silenceMs(): number {
+    return this.options.timeoutMs + (this.options.answerGraceMs ?? ANSWER_GRACE_MS)
+  }
+
   #expire(): void {
     const now = Date.now()
     for (const pending of this.#pending) {
-      if (Math.max(pending.sentAt, this.#heardAt) + pending.waitMs > now) continue
+      if (Math.max(pending.sentAt, this.#heardAt) + this.#silenceMs > now) continue
       this.#pending.delete(pending)
-      pending.reject(new Error(`vmd: no answer to ${pending.method}: the daemon has sent nothing for ${pending.waitMs} ms`))
+      pending.reject(new Error(`vmd: no answer to ${pending.method}: the daemon has sent nothing for ${this.#silenceMs} ms`))
     }
     if (this.#pending.size === 0 && this.#current) this.#idle(this.#current)
   }
@@ -367,6 +372,9 @@ export class Daemon {
     const session: Session = { child, connection, exited, startedAt: Date.now(), ready: false, methods: new Set(), stopping: false, closed: false }
     this.#current = session
     connection.onNotification(CHANGED, (params: ChangedParams) => this.options.onChanged?.(params))
+    connection.onNotification(BUSY, () => {
+      this.#heardAt = Date.now()
+    })
     connection.onNotification('window/logMessage', (params: { type: number; message: string }) => {
       const logger = this.options.logger
       const text = `[vmd] ${params.message}`
@@ -391,11 +399,20 @@ export class Daemon {
       initializationOptions: { mode, include, timeoutMs } satisfies InitializationOptions,
     })
     // A daemon that dies during start-up also rejects `init` (connection disposed): report why.
-    const result = await init.catch(async (error: unknown) => {
+    const started = init.catch(async (error: unknown) => {
       if (!isConnectionLoss(error)) throw toError(error)
       await exited
       throw this.#startError(python)
     })
+    let stuck: NodeJS.Timeout | undefined
+    const tooLong = new Promise<never>((_, reject) => {
+      stuck = setTimeout(() => {
+        child.kill('SIGKILL')
+        const tail = this.#stderrTail.trim()
+        reject(new Error(`vmd: the daemon did not answer initialize within ${this.#silenceMs} ms ("${python} -m vmd serve")${tail ? `\n${tail}` : ''}`))
+      }, this.#silenceMs)
+    })
+    const result = await Promise.race([started, tooLong]).finally(() => clearTimeout(stuck))
     if (result.serverInfo?.name !== 'vmd') {
       child.kill('SIGKILL')
       throw new Error(`vmd: "${python} -m vmd serve" is not the vmd daemon (serverInfo ${JSON.stringify(result.serverInfo)})`)
@@ -442,7 +459,8 @@ export class Daemon {
     this.#sweep = undefined
     if (this.#stopping || this.#current !== session || !session.ready) return
     this.#session = undefined
-    this.options.logger?.warn(`[vmd] the daemon stopped unexpectedly (${reason}); restarting`)
+    const next = this.options.eagerRestart ? 'restarting' : 'the next request starts a new one'
+    this.options.logger?.warn(`[vmd] the daemon stopped unexpectedly (${reason}); ${next}`)
     if (Date.now() - session.startedAt > STABLE_AFTER_MS) this.#failures = 0
     const delay = RESTART_DELAYS_MS[Math.min(this.#failures, RESTART_DELAYS_MS.length - 1)]!
     this.#failures += 1

@@ -9,6 +9,8 @@ export const LOAD_MANY = 'vmd/loadMany'
 export const RELOAD = 'vmd/reload'
 export const INVALIDATE = 'vmd/invalidate'
 export const CHANGED = 'vmd/changed'
+/** Sent every second while requests that run loaders are unanswered (see protocol.md). */
+export const BUSY = '$/vmd/busy'
 
 /** JSON-RPC error codes for failures about one module. */
 export const ErrorCodes = {
