@@ -161,6 +161,34 @@ export default {
     expect(daemonsIn(p.root)).toEqual([])
   })
 
+  test('an app build sharing one plugin across environments built in parallel keeps the daemon until both are done', async () => {
+    // The client asks for its module half a second after the SSR build asked for its own, and
+    // is done while the SSR build still waits for it.
+    const appConfig = `import vmd from ${JSON.stringify(distUrl)}
+const later = { name: 'later', async transform(code, id) { if (id.endsWith('client.js')) await new Promise((r) => setTimeout(r, 500)) } }
+export default {
+  logLevel: 'warn',
+  plugins: [vmd(), later],
+  builder: { sharedPlugins: true, buildApp: (b) => Promise.all([b.build(b.environments.client), b.build(b.environments.ssr)]) },
+  environments: {
+    client: { build: { outDir: 'out/client', rollupOptions: { input: 'src/client.js' } } },
+    ssr: { build: { outDir: 'out/ssr', ssr: 'src/server.js' } },
+  },
+}
+`
+    const p = project({
+      'vite.config.mjs': appConfig,
+      'src/client.js': "import fast from './fast.vmd.py'\nconsole.log(fast)\n",
+      'src/server.js': "import slow from './slow.vmd.py'\nexport default slow\n",
+      'src/fast.vmd.py': 'import time\ndef load(ctx):\n    time.sleep(0.3)\n    return "export default \'fast\'"\n',
+      'src/slow.vmd.py': 'import time\ndef load(ctx):\n    time.sleep(2)\n    return "export default \'slow\'"\n',
+    })
+    const result = await run(['build', '--app'], p.root)
+    expect(result.code, result.output).toBe(0)
+    expect(readFileSync(p.path('out/ssr/server.mjs'), 'utf8')).toContain('"slow"')
+    expect(daemonsIn(p.root)).toEqual([])
+  })
+
   test('build --watch rebuilds when a watched file, a new file the globs match, a helper or the loader changes', async () => {
     const p = project()
     const watcher = (await build(config(p, { build: { ...libBuild, watch: {} } }))) as Rollup.RollupWatcher

@@ -68,6 +68,9 @@ export default function vmd(options: VmdOptions = {}): Plugin {
   const ahead = new AheadLoads()
   // Build only: a loader file's real path, looked up once per build for all its queries.
   const realInBuild = new Map<string, string | undefined>()
+  // Build only: the environments building now. One plugin shared by environments built in
+  // parallel (`builder.sharedPlugins`) stops the daemon when the last of them is done.
+  const building = new Set<string>()
 
   function getDaemon(): Daemon {
     daemon ??= new Daemon({
@@ -87,6 +90,12 @@ export default function vmd(options: VmdOptions = {}): Plugin {
       onRestart: () => void resync(),
     })
     return daemon
+  }
+
+  // An environment's build ended: stop the daemon unless another is still building with it.
+  async function doneBuilding(environment: string): Promise<void> {
+    building.delete(environment)
+    if (building.size === 0) await stop()
   }
 
   async function stop(): Promise<void> {
@@ -225,7 +234,9 @@ export default function vmd(options: VmdOptions = {}): Plugin {
     buildStart() {
       watchedInBuild.clear()
       realInBuild.clear()
-      if (config.command === 'build') getDaemon().start().catch(() => undefined)
+      if (config.command !== 'build') return
+      building.add(this.environment.name)
+      getDaemon().start().catch(() => undefined)
     },
 
     configureServer(devServer) {
@@ -307,13 +318,14 @@ export default function vmd(options: VmdOptions = {}): Plugin {
     },
 
     async buildEnd(error) {
-      if (error && config.command === 'build' && !this.meta.watchMode) await stop()
+      if (error && config.command === 'build' && !this.meta.watchMode) await doneBuilding(this.environment.name)
     },
 
     // Dev: the server is closing (its plugin context reports watch mode, so check the command).
     // Build: done, unless `--watch` keeps us for the next rebuild (then `closeWatcher` stops).
     async closeBundle() {
-      if (config.command === 'serve' || !this.meta.watchMode) await stop()
+      if (config.command === 'serve') await stop()
+      else if (!this.meta.watchMode) await doneBuilding(this.environment.name)
     },
 
     async closeWatcher() {
