@@ -103,7 +103,7 @@ describe('vite build', () => {
       () => undefined,
       (e: unknown) => e as Error,
     )
-    expect(error?.message).toContain(`${p.path('src/helper.py')}:2: ValueError: no label today`)
+    expect(error?.message).toContain(`${p.path('src/helper.py')}:2: ValueError: no label today\n  while loading ${p.path('src/users.vmd.py')}?role=admin`)
     expect(daemonsIn(p.root)).toEqual([])
   })
 

@@ -369,8 +369,9 @@ function toViteError(error: unknown, id: string, command: 'serve' | 'build'): Er
   }
   const { message, file, line, traceback = '', kind = 'error' } = error.data
   const frame = codeFrame(file, line)
-  // Dev shows loc and frame in the overlay; a build log may show only the message.
-  const text = command === 'build' ? `${file}:${line}: ${message}\n\n${traceback.trimEnd()}` : message
+  // Dev shows loc and frame in the overlay; a build log may show only the message, so it names
+  // the module too (a helper failing for many queries of one loader fails each its own way).
+  const text = command === 'build' ? `${file}:${line}: ${message}\n  while loading ${id}\n\n${traceback.trimEnd()}` : message
   const err = new Error(text) as VmdLoaderError
   err.plugin = 'vmd'
   err.id = normalizePath(file)
