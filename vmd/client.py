@@ -23,9 +23,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from vmd import errors
 from vmd.errors import VmdError
-from vmd.jsonrpc import Connection, ConnectionClosed, ProtocolError, ResponseError
+from vmd.jsonrpc import Connection, ConnectionClosed, ProtocolError, ResponseError, error_from
 from vmd.protocol import (
     CHANGED,
     INVALIDATE,
@@ -253,10 +252,9 @@ class AsyncClient:
         for at, outcome in enumerate(_load_many_result_decoder.decode(raw).results):
             if outcome.result is not None:
                 outcomes.append(outcome.result)
-            elif outcome.error is not None and outcome.error.data is not None:
-                outcomes.append(errors.from_data(outcome.error.data))
-            elif outcome.error is not None:  # not about the module (an internal error)
-                outcomes.append(ProtocolError(outcome.error.code, outcome.error.message))
+            elif outcome.error is not None:
+                err = outcome.error
+                outcomes.append(error_from(ResponseError(err.code, err.message, err.data)))
             else:
                 outcomes.append(ProtocolError(INTERNAL_ERROR, f"no outcome for {ids[at]}"))
         return outcomes

@@ -173,7 +173,8 @@ class Connection:
                 future.set_exception(reason)
 
 
-def error_from(err: ResponseError) -> Exception:
+def error_from(err: ResponseError) -> errors.VmdError | ProtocolError:
+    """The exception an error answer stands for: typed when it is about one module."""
     if err.data is not None:
         try:
             data = msgspec.convert(err.data, LoaderErrorData)
