@@ -207,10 +207,8 @@ export class Daemon {
     loads.forEach((load, at) => {
       const outcome = answer.results[at]
       if (outcome?.result) load.resolve(outcome.result)
-      else if (outcome?.error) {
-        const { code, message, data } = outcome.error
-        load.reject(new DaemonRequestError(code, message, isLoaderErrorData(data) ? data : undefined))
-      } else load.reject(new Error(`vmd: the daemon's vmd/loadMany answer has no outcome for ${load.id}`))
+      else if (outcome?.error) load.reject(requestError(outcome.error))
+      else load.reject(new Error(`vmd: the daemon's vmd/loadMany answer has no outcome for ${load.id}`))
     })
   }
 
@@ -546,9 +544,11 @@ function ownError(error: unknown): Error {
 }
 
 function toError(error: unknown): Error {
-  if (isResponseError(error)) {
-    const data: unknown = error.data
-    return new DaemonRequestError(error.code, error.message, isLoaderErrorData(data) ? data : undefined)
-  }
+  if (isResponseError(error)) return requestError(error)
   return error instanceof Error ? error : new Error(String(error))
+}
+
+// A JSON-RPC error object the daemon answered (a request's, or one id's in vmd/loadMany).
+function requestError({ code, message, data }: { code: number; message: string; data?: unknown }): DaemonRequestError {
+  return new DaemonRequestError(code, message, isLoaderErrorData(data) ? data : undefined)
 }
