@@ -110,6 +110,20 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
 }
 
 
+def _not_utf8(data: msgspec.Raw) -> str | None:
+    """Why `data` is not UTF-8, or None: asked of the bytes themselves, because msgspec up to
+    0.22 reports invalid UTF-8 as UnicodeDecodeError and 0.23 as a plain DecodeError, which
+    looks the same as a wrong type."""
+    raw = bytes(memoryview(data))
+    if raw.isascii():
+        return None
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return str(exc)
+    return None
+
+
 class VmdServer:
     """One client connection: routing, lifecycle, and the `Notifier` the service talks to."""
 
@@ -149,7 +163,8 @@ class VmdServer:
             self._error(b"null", INVALID_REQUEST, f"invalid JSON-RPC message: {exc}")
             return
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            # msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 in a string
+            # Older msgspec raises UnicodeDecodeError for invalid UTF-8 in a string, newer a
+            # DecodeError: both mean the message is not JSON.
             self._error(b"null", PARSE_ERROR, f"message is not valid JSON: {exc}")
             return
         msg_id = bytes(env.id)
@@ -288,11 +303,11 @@ class VmdServer:
             return
         try:
             params = _decoders[method].decode(raw if raw else b"null")
-        except msgspec.DecodeError as exc:
-            self._error(msg_id, INVALID_PARAMS, f"{method}: invalid params: {exc}")
-            return
-        except UnicodeDecodeError as exc:  # invalid UTF-8 inside a params string
-            self._error(msg_id, PARSE_ERROR, f"{method}: params are not valid UTF-8: {exc}")
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            if bad := _not_utf8(raw):  # not JSON at all, whatever the decoder called it
+                self._error(msg_id, PARSE_ERROR, f"{method}: params are not valid UTF-8: {bad}")
+            else:
+                self._error(msg_id, INVALID_PARAMS, f"{method}: invalid params: {exc}")
             return
         if method == LOAD:
             cached = service.cached(params.id)
