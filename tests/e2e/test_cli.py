@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,21 @@ def vmd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-SLEEPER = "import time\n\ndef load(ctx):\n    time.sleep(30)\n    return ''\n"
+def sleeper(started: Path) -> str:
+    """A loader that creates `started` once it runs, then sleeps far past any test's wait."""
+    return (
+        "import pathlib, time\n\ndef load(ctx):\n"
+        f"    pathlib.Path({str(started)!r}).touch()\n    time.sleep(30)\n    return ''\n"
+    )
+
+
+async def until_exists(path: Path, timeout: float = 30) -> None:
+    """Wait for `path` to appear (polling), failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {path} to appear")
+        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager
@@ -234,10 +249,13 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
         assert command in out.stdout
 
 
-async def test_ctrl_c_stops_watch_while_its_first_load_still_runs(project: Path) -> None:
-    (project / "src" / "slow.vmd.py").write_text(SLEEPER)
+async def test_ctrl_c_stops_watch_while_its_first_load_still_runs(
+    project: Path, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    (project / "src" / "slow.vmd.py").write_text(sleeper(started))
     async with running(project, "watch", "src/slow.vmd.py") as proc:
-        await asyncio.sleep(2)  # started, and waiting on the loader
+        await until_exists(started)  # watch is waiting on the loader
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
 
@@ -257,12 +275,15 @@ async def test_watch_ends_quietly_when_its_reader_goes_away(project: Path) -> No
         assert b"Traceback" not in await proc.stderr.read()
 
 
-async def test_ctrl_c_during_load_exits_130_without_a_traceback(project: Path) -> None:
-    (project / "src" / "slow.vmd.py").write_text(SLEEPER)
+async def test_ctrl_c_during_load_exits_130_without_a_traceback(
+    project: Path, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    (project / "src" / "slow.vmd.py").write_text(sleeper(started))
     async with running(
         project, "load", "src/slow.vmd.py", stderr=asyncio.subprocess.PIPE
     ) as proc:
-        await asyncio.sleep(2)  # the loader is asleep in its worker
+        await until_exists(started)  # the loader is asleep in its worker
         proc.send_signal(signal.SIGINT)
         stdout, stderr = await asyncio.wait_for(proc.communicate(), 10)
         assert proc.returncode == 130
