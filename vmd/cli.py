@@ -21,7 +21,7 @@ import msgspec
 
 from vmd import globs
 from vmd.errors import Refused, VmdError
-from vmd.protocol import ChangedParams, LoadResult
+from vmd.protocol import ChangedParams, LoaderErrorData, LoadResult
 
 if TYPE_CHECKING:
     from vmd.client import AsyncClient
@@ -36,6 +36,8 @@ _CHECK_CONCURRENCY = 8
 _DAEMON_LOG_LEVEL = "warning"
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
+
+_json_encoder = msgspec.json.Encoder()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,7 +139,15 @@ def _parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  vmd check\n"
         "  vmd check src/data\n"
-        "  vmd check --include 'src/**/*.vmd.py' --include 'tools/*.vmd.py'\n",
+        "  vmd check --include 'src/**/*.vmd.py' --include 'tools/*.vmd.py'\n"
+        "  vmd check --json | jq -r 'select(.ok | not) | .id'\n"
+        "\n"
+        "--json prints one JSON object per loader, one per line (JSON Lines), sorted by path:\n"
+        '  {"id": ID, "ok": true, "error": null}\n'
+        '  {"id": ID, "ok": false, "error": {"id": ID, "message": M, "file": F, "line": L,\n'
+        '                                    "kind": K, "traceback": T}}\n'
+        "ID and F are absolute paths; K is error, timeout, crash or refused; T is the Python\n"
+        "traceback (empty when there is none). The exit status is the same as without --json.\n",
     )
     check.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to check")
     check.add_argument(
@@ -153,6 +163,9 @@ def _parser() -> argparse.ArgumentParser:
         help="loader glob relative to the root; repeatable (default: **/*.vmd.py)",
     )
     check.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
+    check.add_argument(
+        "--json", action="store_true", help="print one JSON object per loader (see below)"
+    )
     check.set_defaults(run=_check)
     return parser
 
@@ -357,6 +370,13 @@ def _print_code(result: LoadResult) -> None:
     sys.stdout.flush()
 
 
+def _error_data(exc: VmdError | None) -> LoaderErrorData | None:
+    """`exc` as the daemon sent it, printable: a file name that is not UTF-8 is escaped."""
+    if exc is None:
+        return None
+    return msgspec.structs.replace(exc.to_data(), id=_shown(exc.id), file=_shown(exc.file))
+
+
 def _print_error(exc: VmdError) -> None:
     print(str(exc), file=sys.stderr)
     if exc.traceback:
@@ -398,11 +418,11 @@ def _check(args: argparse.Namespace) -> int:
     if not loaders:
         print(f"vmd: no loaders found (include: {', '.join(include)})", file=sys.stderr)
         return 2
-    return asyncio.run(_check_async(args.root, loaders, args.include, args.verbose))
+    return asyncio.run(_check_async(args.root, loaders, args.include, args.verbose, args.json))
 
 
 async def _check_async(
-    root: str, loaders: list[str], include: list[str] | None, verbose: bool
+    root: str, loaders: list[str], include: list[str] | None, verbose: bool, as_json: bool
 ) -> int:
     from vmd.client import AsyncClient, ConnectionClosed, ProtocolError
 
@@ -427,20 +447,22 @@ async def _check_async(
     except (ProtocolError, ConnectionClosed) as exc:
         print(f"vmd: {exc}", file=sys.stderr)
         return 1
-    failed = 0
     for path, error in zip(loaders, outcomes, strict=True):
+        if as_json:
+            line = {"id": _shown(path), "ok": error is None, "error": _error_data(error)}
+            sys.stdout.write(_json_encoder.encode(line).decode() + "\n")
+            continue
         rel = _relative(path, base)
         if error is None:
             print(f"ok   {rel}")
             continue
-        failed += 1
         where = _relative(error.file, base)
         location = f"{rel}:{error.line}" if error.file == path else f"{rel}: {where}:{error.line}"
         print(f"FAIL {location}: {error.message}")
         if verbose and error.traceback:
             sys.stdout.write(_indent(error.traceback))
     sys.stdout.flush()
-    return 1 if failed else 0
+    return 1 if any(error is not None for error in outcomes) else 0
 
 
 def _relative(path: str, base: str) -> str:

@@ -123,6 +123,34 @@ def test_check_exits_0_when_every_loader_loads(project: Path) -> None:
     assert (out.returncode, out.stdout) == (0, "ok   src/hello.vmd.py\n")
 
 
+def test_check_json_prints_one_object_per_loader_with_the_daemons_error_data(
+    project: Path,
+) -> None:
+    with open(os.fsencode(project / "src") + b"/bad\xffname.vmd.py", "w") as f:
+        f.write("def load(ctx):\n    return ''\n")
+    out = vmd("check", "--json", cwd=project)
+    assert out.returncode == 1, out.stderr
+    bad, broken, hello = (json.loads(line) for line in out.stdout.splitlines())
+    src = project / "src"
+    assert hello == {"id": str(src / "hello.vmd.py"), "ok": True, "error": None}
+    assert broken["id"] == str(src / "broken.vmd.py")
+    assert broken["ok"] is False
+    error = broken["error"]
+    assert error["traceback"].startswith("Traceback (most recent call last)")
+    assert "the helper exploded" in error.pop("traceback")
+    assert error == {
+        "id": str(src / "broken.vmd.py"),
+        "message": "ValueError: the helper exploded",
+        "file": str(src / "helpers.py"),
+        "line": 2,
+        "kind": "error",
+    }
+    assert bad["id"] == bad["error"]["file"] == str(src / "bad\\xffname.vmd.py")
+    assert (bad["ok"], bad["error"]["kind"]) == (False, "refused")
+    out = vmd("check", "--json", "src/hello.vmd.py", cwd=project)
+    assert (out.returncode, json.loads(out.stdout)["ok"]) == (0, True)
+
+
 def test_check_exits_2_when_no_loader_is_found(project: Path) -> None:
     out = vmd("check", "--include", "nothing/*.vmd.py", cwd=project)
     assert out.returncode == 2
