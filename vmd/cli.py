@@ -101,11 +101,19 @@ def _parser() -> argparse.ArgumentParser:
         "  vmd load src/users.vmd.py\n"
         "  vmd load 'src/users.vmd.py?type=admin'\n"
         "  vmd load src/users.vmd.py --query type=admin --json\n"
-        "  vmd load src/users.vmd.py --mode build --root ..\n",
+        "  vmd load src/users.vmd.py --mode build --root ..\n"
+        "\n"
+        "--json prints the result object (id, code, map, version, watchFiles, dependencies,\n"
+        "watchDirs). When the loader fails it prints the daemon's error data instead, as\n"
+        "vmd check --json does, and exits 1 (the error also goes to stderr as usual):\n"
+        '  {"error": {"id": ID, "message": M, "file": F, "line": L, "kind": K, "traceback": T}}\n'
+        "If the daemon itself fails, stdout stays empty: the reason is on stderr.\n",
     )
     _add_id_arguments(load)
     load.add_argument(
-        "--json", action="store_true", help="print the whole result (code, map, version...) as JSON"
+        "--json",
+        action="store_true",
+        help="print the whole result (code, map, version...), or the error, as JSON (see below)",
     )
     load.add_argument(
         "--mode",
@@ -273,12 +281,14 @@ async def _load_async(root: str, id: str, mode: str, as_json: bool) -> int:
             result = await client.load(id)
     except VmdError as exc:
         _print_error(exc)
+        if as_json:
+            _print_json({"error": _error_data(exc)})
         return 1
     except (ProtocolError, ConnectionClosed) as exc:
         print(f"vmd: {exc}", file=sys.stderr)
         return 1
     if as_json:
-        sys.stdout.write(msgspec.json.format(msgspec.json.encode(result), indent=2).decode() + "\n")
+        _print_json(result)
     else:
         _print_code(result)
     return 0
@@ -367,6 +377,11 @@ def _print_log(params: dict[str, object]) -> None:
 
 def _print_code(result: LoadResult) -> None:
     sys.stdout.write(result.code if result.code.endswith("\n") else result.code + "\n")
+    sys.stdout.flush()
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.write(msgspec.json.format(_json_encoder.encode(value), indent=2).decode() + "\n")
     sys.stdout.flush()
 
 

@@ -104,6 +104,26 @@ def test_load_error_prints_file_line_and_traceback_and_exits_1(project: Path) ->
     assert "Traceback (most recent call last)" in out.stderr
 
 
+def test_load_json_of_a_failing_loader_prints_the_error_as_json_and_exits_1(
+    project: Path,
+) -> None:
+    out = vmd("load", "src/broken.vmd.py", "--json", cwd=project)
+    assert out.returncode == 1
+    error = json.loads(out.stdout)["error"]
+    assert "raise ValueError(\"the helper exploded\")" in error.pop("traceback")
+    assert error == {
+        "id": str(project / "src" / "broken.vmd.py"),
+        "message": "ValueError: the helper exploded",
+        "file": str(project / "src" / "helpers.py"),
+        "line": 2,
+        "kind": "error",
+    }
+    assert "the helper exploded" in out.stderr  # a person watching still reads it there
+    out = vmd("load", "src/missing.vmd.py", "--json", cwd=project)
+    assert out.returncode == 1
+    assert json.loads(out.stdout)["error"]["kind"] == "refused"
+
+
 def test_load_with_root_elsewhere(project: Path, tmp_path: Path) -> None:
     out = vmd("load", str(project / "src" / "hello.vmd.py"), "--root", str(project), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
