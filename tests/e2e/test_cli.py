@@ -59,6 +59,14 @@ async def until_exists(path: Path, timeout: float = 30) -> None:
         await asyncio.sleep(0.02)
 
 
+def replace(path: Path, text: str) -> None:
+    """Give `path` new content in one step, as editors save: a watcher that wakes between a
+    truncate and a write (a busy machine) would otherwise make the loader read an empty file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 @contextlib.asynccontextmanager
 async def running(
     project: Path, *args: str, stdout: Any = asyncio.subprocess.PIPE, stderr: Any = None
@@ -273,10 +281,10 @@ async def test_watch_prints_a_new_version_after_a_watched_file_edit_and_stops_cl
         assert proc.stdout is not None
         first = await asyncio.wait_for(proc.stdout.readline(), 30)
         assert b'a.txt\\":\\"one\\"' in first
-        (project / "src" / "data" / "a.txt").write_text("two")
-        header = await asyncio.wait_for(proc.stdout.readline(), 10)
+        replace(project / "src" / "data" / "a.txt", "two")
+        header = await asyncio.wait_for(proc.stdout.readline(), 30)
         assert header == b"// version 2 (watch)\n"
-        code = await asyncio.wait_for(proc.stdout.readline(), 10)
+        code = await asyncio.wait_for(proc.stdout.readline(), 30)
         assert b'a.txt\\":\\"two\\"' in code
         proc.send_signal(stop)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
@@ -317,8 +325,8 @@ async def test_watch_ends_quietly_when_its_reader_goes_away(project: Path) -> No
         os.close(write)
         with os.fdopen(read, "rb") as reader:
             assert b"export default" in await asyncio.to_thread(reader.readline)
-        (project / "src" / "data" / "a.txt").write_text("two")
-        assert await asyncio.wait_for(proc.wait(), 20) == 0
+        replace(project / "src" / "data" / "a.txt", "two")
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
         assert proc.stderr is not None
         assert b"Traceback" not in await proc.stderr.read()
 
