@@ -14,6 +14,7 @@ import posixpath
 import signal
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -127,13 +128,33 @@ def _parser() -> argparse.ArgumentParser:
         "watch",
         formatter_class=_FORMATTER,
         help="print a module, then again whenever it changes",
-        description="Print the module a loader generates, then a `// version N (reason)` line and "
-        "the new module (or the error) every time it changes, until Ctrl-C.",
+        description="Print the module a loader generates, then each new version of it (or the\n"
+        "error) as its inputs change, until Ctrl-C or SIGTERM (exit 0). A version whose\n"
+        "code is the one printed last is not printed again, unless --all.",
         epilog="examples:\n"
         "  vmd watch src/users.vmd.py\n"
-        "  vmd watch src/users.vmd.py --query type=admin\n",
+        "  vmd watch src/users.vmd.py --query type=admin\n"
+        "  vmd watch src/users.vmd.py --all | grep '^// '\n"
+        "\n"
+        "what it prints on stdout:\n"
+        "  CODE                  the module: first, then after each // version line\n"
+        "  // version N (WHY)    version N of the module follows; WHY is what made it stale:\n"
+        "                        watch (a file it watches or read), code (the loader or a\n"
+        "                        module it imports), reload (ctx.reload) or invalidate\n"
+        "  // error (WHY)        the run WHY caused failed; the error follows on stderr\n"
+        "and on stderr:\n"
+        "  FILE:LINE: MESSAGE    a failed load, then its traceback (the first load has no\n"
+        "                        // error line before it)\n"
+        "  anything the loader prints\n"
+        "  vmd: MESSAGE          why it stopped: the daemon stopped or could not start\n"
+        "                        (exit 1), or ID cannot be a module id (exit 2)\n",
     )
     _add_id_arguments(watch)
+    watch.add_argument(
+        "--all",
+        action="store_true",
+        help="print every new version, even when its code is the same as the last one printed",
+    )
     watch.set_defaults(run=_watch)
 
     check = sub.add_parser(
@@ -299,10 +320,10 @@ def _watch(args: argparse.Namespace) -> int:
     if why := _unencodable(id):
         print(f"vmd: {why}", file=sys.stderr)
         return 2
-    return asyncio.run(_watch_async(args.root, id))
+    return asyncio.run(_watch_async(args.root, id, every=args.all))
 
 
-async def _watch_async(root: str, id: str) -> int:
+async def _watch_async(root: str, id: str, *, every: bool) -> int:
     from vmd.client import AsyncClient, ConnectionClosed, ProtocolError
 
     stop = asyncio.Event()
@@ -317,12 +338,12 @@ async def _watch_async(root: str, id: str) -> int:
             stopped = asyncio.ensure_future(stop.wait())
             try:
                 # Ctrl-C stops the first load too (a loader may take until its timeout).
-                first = asyncio.ensure_future(_show(client, id, None))
+                screen = _Screen(every=every)
+                first = asyncio.ensure_future(_show(client, id, None, screen))
                 await asyncio.wait({first, stopped}, return_when=asyncio.FIRST_COMPLETED)
                 if not first.done():
                     first.cancel()
                     return 0
-                shown = first.result()
                 while not stop.is_set():
                     nxt = asyncio.ensure_future(changes.__anext__())
                     await asyncio.wait({nxt, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -335,7 +356,7 @@ async def _watch_async(root: str, id: str) -> int:
                         print("vmd: the daemon has stopped", file=sys.stderr)
                         return 1
                     if change.id == id:
-                        shown = await _show(client, id, change, shown)
+                        await _show(client, id, change, screen)
             finally:
                 stopped.cancel()
     except (ProtocolError, ConnectionClosed) as exc:
@@ -346,12 +367,20 @@ async def _watch_async(root: str, id: str) -> int:
     return 0
 
 
+@dataclass
+class _Screen:
+    """What `vmd watch` printed last, to tell what is new."""
+
+    every: bool  # --all: print every new version, even with the code already on screen
+    version: int | None = None
+    code: str | None = None  # None when an error was printed after it
+
+
 async def _show(
-    client: AsyncClient, id: str, change: ChangedParams | None, shown: int | None = None
-) -> int | None:
-    """Load `id` and print it, after a header line when a `change` caused it; returns the
-    version shown. Several notifications can end in one run: a version is printed once.
-    """
+    client: AsyncClient, id: str, change: ChangedParams | None, screen: _Screen
+) -> None:
+    """Load `id` and print it, after a header line when a `change` caused it, unless it is
+    not new: several notifications can end in one run, and a run can give the same code."""
     try:
         result = await client.load(id)
     except VmdError as exc:
@@ -359,13 +388,17 @@ async def _show(
             # A failed run has no version to show (vmd/changed names the stale one).
             print(f"// error ({change.reason})", flush=True)
         _print_error(exc)
-        return shown
-    if result.version == shown:
-        return shown
+        screen.code = None  # the error is on screen now: the next good version is news
+        return
+    if result.version == screen.version:
+        return
+    screen.version = result.version
+    if result.code == screen.code and not screen.every:
+        return
+    screen.code = result.code
     if change is not None:
         print(f"// version {result.version} ({change.reason})")
     _print_code(result)
-    return result.version
 
 
 def _print_log(params: dict[str, object]) -> None:

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +50,18 @@ def sleeper(started: Path) -> str:
     )
 
 
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Wait until `predicate()` is true (polling), failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.02)
+
+
 async def until_exists(path: Path, timeout: float = 30) -> None:
     """Wait for `path` to appear (polling), failing after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {path} to appear")
-        await asyncio.sleep(0.02)
+    await until(path.exists, f"{path} exists", timeout)
 
 
 def replace(path: Path, text: str) -> None:
@@ -65,6 +70,25 @@ def replace(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def echo_loader(runs: Path) -> str:
+    """A loader whose module is data/a.txt's text, failing on `boom`; each run appends the
+    text it read to `runs`, so a test knows a run happened even when nothing is printed."""
+    return (
+        "watch = ['data/*.txt']\n\n"
+        "def load(ctx):\n"
+        "    text = (ctx.path.parent / 'data' / 'a.txt').read_text()\n"
+        f"    with open({str(runs)!r}, 'a') as f:\n"
+        "        f.write(text + '\\n')\n"
+        "    if text == 'boom':\n"
+        "        raise ValueError('boom')\n"
+        "    return f'export default {text!r};'\n"
+    )
+
+
+def runs_seen(runs: Path) -> list[str]:
+    return runs.read_text().splitlines() if runs.exists() else []
 
 
 @contextlib.asynccontextmanager
@@ -288,6 +312,71 @@ async def test_watch_prints_a_new_version_after_a_watched_file_edit_and_stops_cl
         assert b'a.txt\\":\\"two\\"' in code
         proc.send_signal(stop)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_watch_does_not_print_a_version_whose_code_did_not_change(
+    project: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    (project / "src" / "echo.vmd.py").write_text(echo_loader(runs))
+    a = project / "src" / "data" / "a.txt"
+    async with running(project, "watch", "src/echo.vmd.py") as proc:
+        assert proc.stdout is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"export default 'one';\n"
+        replace(a, "one")  # a new file, the same text: version 2 has the same code
+        await until(lambda: runs_seen(runs) == ["one", "one"], "version 2 ran")
+        replace(a, "two")
+        # Versions are printed in order: seeing version 3 next shows 2 was handled, unprinted.
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"// version 3 (watch)\n"
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"export default 'two';\n"
+
+
+async def test_watch_all_prints_every_version_even_when_its_code_did_not_change(
+    project: Path, tmp_path: Path
+) -> None:
+    (project / "src" / "echo.vmd.py").write_text(echo_loader(tmp_path / "runs"))
+    a = project / "src" / "data" / "a.txt"
+    async with running(project, "watch", "--all", "src/echo.vmd.py") as proc:
+        assert proc.stdout is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"export default 'one';\n"
+        replace(a, "one")
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"// version 2 (watch)\n"
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"export default 'one';\n"
+        replace(a, "two")
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"// version 3 (watch)\n"
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"export default 'two';\n"
+
+
+async def test_watch_prints_an_error_line_for_a_failed_run_and_the_module_once_it_recovers(
+    project: Path, tmp_path: Path
+) -> None:
+    (project / "src" / "echo.vmd.py").write_text(echo_loader(tmp_path / "runs"))
+    a = project / "src" / "data" / "a.txt"
+    async with running(
+        project, "watch", "src/echo.vmd.py", stderr=asyncio.subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"export default 'one';\n"
+        replace(a, "boom")
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"// error (watch)\n"
+        replace(a, "one")  # the code printed before the error: it is printed again
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"// version 3 (watch)\n"
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"export default 'one';\n"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        stderr = (await proc.stderr.read()).decode()
+    loader = project / "src" / "echo.vmd.py"
+    assert stderr.startswith(f"{loader}:8: ValueError: boom\nTraceback (most recent call last)")
+
+
+def test_watch_help_documents_every_kind_of_line_it_prints(tmp_path: Path) -> None:
+    out = vmd("watch", "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for kind in (
+        "CODE", "// version N (WHY)", "// error (WHY)", "FILE:LINE: MESSAGE",
+        "anything the loader prints", "vmd: MESSAGE", "--all",
+    ):
+        assert kind in out.stdout
 
 
 @pytest.mark.parametrize("command", ["serve", "load", "watch", "check"])
