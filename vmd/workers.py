@@ -26,7 +26,11 @@ from vmd.worker import REQUEUE, TIMED_OUT, Outcome, Worker
 logger = logging.getLogger(__name__)
 
 _FAULT_FRAME = re.compile(r'\s*File "(.+)", line (\d+)')
-_STACK_WAIT = 0.15  # how long a timed-out run may take to say where it is stuck
+# How long a timed-out run may take to say where it is stuck. Its reader thread needs the GIL
+# and a CPU: on a machine whose every core is busy (a build, a CI runner) that took up to
+# ~200 ms, so 150 ms lost the file and line. Only a main thread holding the GIL in C code
+# never answers, and that worker is killed right after anyway.
+_STACK_WAIT = 2.0
 _READY_TIMEOUT = 10.0
 _STOP_GRACE = 1.0  # cleanups get this long after Stop before the group is SIGKILLed
 _REAP_TIMEOUT = 2.0

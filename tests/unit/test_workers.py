@@ -6,6 +6,7 @@ Every test drives real worker processes (see tests/conftest.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from vmd import spawn
+from vmd import ipc, spawn, worker
 from vmd.errors import LoaderCrashed, LoaderTimeout
 
 if TYPE_CHECKING:
@@ -205,6 +206,43 @@ async def test_timeout_kills_a_busy_loop_and_the_next_run_gets_a_fresh_worker(
         assert not _alive(int(before.code))
     after = await harness.run(loader)
     assert after.ok and after.code != before.code
+
+
+async def test_timeout_points_at_the_loop_even_when_the_worker_is_slow_to_say_where(
+    make_workers: Callable[..., Workers], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A saturated machine: the worker gets no CPU for a while just as it is asked where it is.
+    real_send = worker.Worker.send
+
+    def send_then_freeze(self: worker.Worker, msg: ipc.ToWorker) -> bool:
+        if isinstance(msg, ipc.Dump):
+            os.kill(self.pid, signal.SIGSTOP)
+            asyncio.get_running_loop().call_later(0.5, _signal, self.pid, signal.SIGCONT)
+        return real_send(self, msg)
+
+    monkeypatch.setattr(worker.Worker, "send", send_then_freeze)
+    harness = make_workers(timeout_ms=300)
+    await harness.pool.start()
+    loader = harness.write(
+        "a.vmd.py",
+        """
+        import os
+        def load(ctx):
+            if ctx.query.get("hang"):
+                while True:
+                    pass
+            return str(os.getpid())
+        """,
+    )
+    assert (await harness.run(loader)).ok  # imported: the next run goes straight to its loop
+    with pytest.raises(LoaderTimeout) as caught:
+        await harness.run(loader, "hang=1")
+    assert (caught.value.file, caught.value.line) == (loader, 5)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
 
 
 async def test_timeout_of_an_async_load_points_at_where_it_is_stuck(
