@@ -79,19 +79,24 @@ async def test_a_loader_with_a_worker_runs_while_another_loaders_worker_starts(
     assert (await workers.run(a)).ok  # a has its worker; a replacement spare is starting
     # Hold back every worker process started from now on.
     release = asyncio.Event()
+    held: list[str] = []
     real_start = spawn.start_worker
 
     async def held_start(cwd: str) -> asyncio.subprocess.Process:
+        held.append(cwd)
         await release.wait()
         return await real_start(cwd)
 
     monkeypatch.setattr(spawn, "start_worker", held_start)
-    assert (await workers.run(spare)).ok  # takes that spare: b's first run must wait for one
+    assert (await workers.run(spare)).ok  # takes that spare; its replacement is held
     b_run = asyncio.ensure_future(workers.run(b))
-    await asyncio.sleep(0.1)
+    # b's assignment has taken the held spare and started (and held) the next one: b's first
+    # run waits for a worker, holding the pool's assignment lock.
+    await workers.until(lambda: len(held) == 2)
     assert not b_run.done()
-    # a's runs do not queue behind b's assignment.
-    assert (await asyncio.wait_for(workers.run(a, "again=1"), 2)).ok
+    # a's runs do not queue behind b's assignment (if they did, this would wait for ever).
+    assert (await asyncio.wait_for(workers.run(a, "again=1"), 10)).ok
+    assert not b_run.done()
     release.set()
     assert (await b_run).ok
 
@@ -137,24 +142,26 @@ async def test_runs_queued_on_one_worker_each_get_their_own_result_in_order(
 async def test_a_queued_run_gets_the_full_timeout_from_when_it_starts(
     make_workers: Callable[..., Workers],
 ) -> None:
-    harness = make_workers(timeout_ms=1000)
+    # Each run is 0.6 s of the 1.5 s timeout short of timing out, however slow the machine;
+    # the two together take longer than the timeout.
+    harness = make_workers(timeout_ms=1500)
     loader = harness.write(
         "a.vmd.py",
         """
         import time
         def load(ctx):
-            time.sleep(0.6)
+            time.sleep(0.9)
             return ctx.query["n"]
         """,
     )
     results = await asyncio.gather(*(harness.run(loader, f"n={i}") for i in range(2)))
-    assert [d.code for d in results] == ["0", "1"]  # 1.2 s in all, each under 1 s
+    assert [d.code for d in results] == ["0", "1"]  # 1.8 s in all, each under 1.5 s
 
 
 async def test_runs_queued_behind_a_run_that_times_out_or_crashes_are_retried_elsewhere(
     make_workers: Callable[..., Workers],
 ) -> None:
-    harness = make_workers(timeout_ms=500)
+    harness = make_workers(timeout_ms=1000)  # the runs that do not hang are well within it
     loader = harness.write(
         "a.vmd.py",
         """
@@ -181,7 +188,8 @@ async def test_runs_queued_behind_a_run_that_times_out_or_crashes_are_retried_el
 async def test_timeout_kills_a_busy_loop_and_the_next_run_gets_a_fresh_worker(
     make_workers: Callable[..., Workers],
 ) -> None:
-    harness = make_workers(timeout_ms=300)
+    # Long enough for the run to be in its loop when the clock runs out, on any machine.
+    harness = make_workers(timeout_ms=1000)
     await harness.pool.start()
     loader = harness.write(
         "a.vmd.py",
@@ -198,7 +206,7 @@ async def test_timeout_kills_a_busy_loop_and_the_next_run_gets_a_fresh_worker(
     with pytest.raises(LoaderTimeout) as caught:
         await harness.run(loader, "hang=1")
     error = caught.value
-    assert error.message == "timed out after 300 ms"  # file and line say where
+    assert error.message == "timed out after 1000 ms"  # file and line say where
     assert (error.file, error.line) == (loader, 5)
     assert "in load" in error.traceback
     assert "<frozen runpy>" not in error.traceback  # how the worker started is not the loader's
@@ -248,17 +256,21 @@ def _signal(pid: int, sig: signal.Signals) -> None:
 async def test_timeout_of_an_async_load_points_at_where_it_is_stuck(
     make_workers: Callable[..., Workers],
 ) -> None:
-    harness = make_workers(timeout_ms=300)
+    harness = make_workers(timeout_ms=1000)
     await harness.pool.start()
     loader = harness.write(
         "a.vmd.py",
         """
         async def load(ctx):
             n = 0
-            while True:
+            while not ctx.query.get("warm"):
                 n += 1
+            return ""
         """,
     )
+    # Imported, asyncio and its thread started: the timed run is in its loop long before the
+    # clock runs out (a first run on a busy machine could still be starting asyncio).
+    assert (await harness.run(loader, "warm=1")).ok
     with pytest.raises(LoaderTimeout) as caught:
         await harness.run(loader)
     assert caught.value.file == loader
@@ -269,7 +281,7 @@ async def test_timeout_of_an_async_load_points_at_where_it_is_stuck(
 async def test_timeout_also_kills_processes_the_loader_spawned(
     make_workers: Callable[..., Workers],
 ) -> None:
-    harness = make_workers(timeout_ms=500)
+    harness = make_workers(timeout_ms=1000)  # time to spawn and write child.pid, on any machine
     await harness.pool.start()
     loader = harness.write(
         "a.vmd.py",
@@ -334,19 +346,25 @@ async def test_a_worker_that_died_while_idle_is_replaced_on_the_next_run(
 async def test_replace_lets_the_run_in_flight_finish_then_uses_a_fresh_worker(
     workers: Workers,
 ) -> None:
+    started, go = workers.root / "started", workers.root / "go"
     loader = workers.write(
         "a.vmd.py",
-        """
+        f"""
         import os, time
         def load(ctx):
             if ctx.query.get("slow"):
-                time.sleep(0.3)
+                open({str(started)!r}, "w").close()
+                while not os.path.exists({str(go)!r}):
+                    time.sleep(0.01)
             return str(os.getpid())
         """,
     )
     slow = asyncio.create_task(workers.run(loader, "slow=1"))
-    await asyncio.sleep(0.05)
-    await asyncio.wait_for(workers.pool.replace(loader), 0.2)  # does not wait for the run
+    await workers.until(started.exists)  # the run is in flight in the worker
+    # Returns while the run is still waiting for `go` (if it waited for the run: never).
+    await asyncio.wait_for(workers.pool.replace(loader), 10)
+    assert not slow.done()
+    go.touch()
     old = await slow
     assert old.ok
     new = await workers.run(loader)
