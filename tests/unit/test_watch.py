@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from vmd import watch
 from vmd.watch import Watcher, resolve
 
 TIMEOUT = 5.0
@@ -57,6 +58,29 @@ class Recorder:
         await asyncio.wait_for(_wait(), timeout)
 
 
+async def settled(watcher: Watcher) -> None:
+    """Wait until the watcher has acted on every `watch()` call so far (they are resolved on a
+    later tick of the loop, not at once)."""
+    while watcher._sync_scheduled:
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def starts(monkeypatch: pytest.MonkeyPatch) -> list[frozenset[str]]:
+    """The folders of every watchfiles watch started from now on, in order."""
+    started: list[frozenset[str]] = []
+    real = watch._WatchTask.__init__
+
+    def recording(
+        self: watch._WatchTask, owner: Watcher, recursive: bool, folders: frozenset[str]
+    ) -> None:
+        started.append(folders)
+        real(self, owner, recursive, folders)
+
+    monkeypatch.setattr(watch._WatchTask, "__init__", recording)
+    return started
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return Path(os.path.realpath(tmp_path))
@@ -79,14 +103,14 @@ async def test_write_in_watched_folder_is_reported_with_its_absolute_path(
 
 
 async def test_single_save_does_not_wait_for_the_debounce_window(root: Path) -> None:
-    recorder = Recorder(debounce_ms=3000)
+    recorder = Recorder(debounce_ms=20_000)
     try:
         recorder.watcher.watch([(str(root), False)])
         await recorder.restarted(1)
         start = time.monotonic()
         (root / "a.txt").write_text("x")
-        await recorder.changed(root / "a.txt", timeout=1.0)
-        assert time.monotonic() - start < 1.0
+        await recorder.changed(root / "a.txt", timeout=10.0)
+        assert time.monotonic() - start < 10.0  # milliseconds, in fact; far from 20 s
     finally:
         await recorder.watcher.close()
 
@@ -175,8 +199,9 @@ async def test_recursive_watch_sees_subfolders_and_flat_watch_does_not(root: Pat
         (rec_dir / "sub" / "seen.txt").write_text("x")
         (flat_dir / "top.txt").write_text("x")
         await recorder.changed(rec_dir / "sub" / "seen.txt")
+        # The flat watch reports in order: had it seen the subfolder's file, written first,
+        # that would have come no later than top.txt.
         await recorder.changed(flat_dir / "top.txt")
-        await asyncio.sleep(0.05)  # settle: anything from the subfolder would have come first
         assert str(flat_dir / "sub" / "hidden.txt") not in recorder.seen
     finally:
         await recorder.watcher.close()
@@ -194,23 +219,29 @@ async def test_new_folder_restarts_and_calls_on_restart(root: Path, rec: Recorde
     await rec.changed(root / "b" / "x")
 
 
-async def test_same_folders_do_not_restart(root: Path, rec: Recorder) -> None:
+async def test_same_folders_do_not_restart(
+    root: Path, rec: Recorder, starts: list[frozenset[str]]
+) -> None:
     (root / "a.txt").write_text("a")
     rec.watcher.watch([(str(root / "a.txt"), False)])
     await rec.restarted(1)
     rec.watcher.watch([(str(root / "a.txt"), False), (str(root / "b.txt"), False)])
     rec.watcher.watch([(str(root), False)])
-    await asyncio.sleep(0.05)
+    await settled(rec.watcher)
+    assert starts == [frozenset({str(root)})]  # no new watch: no restart can follow
     assert rec.restarts == 1
 
 
-async def test_calls_in_one_tick_are_coalesced_into_one_start(root: Path, rec: Recorder) -> None:
+async def test_calls_in_one_tick_are_coalesced_into_one_start(
+    root: Path, rec: Recorder, starts: list[frozenset[str]]
+) -> None:
     for name in "abc":
         (root / name).mkdir()
     for name in "abc":
         rec.watcher.watch([(str(root / name), False)])
     await rec.restarted(1)
-    await asyncio.sleep(0.05)
+    await settled(rec.watcher)
+    assert starts == [frozenset({str(root / "c")})]  # the one watch started has gone live
     assert rec.restarts == 1
     assert rec.watcher.folders[False] == {str(root / "c")}
 
@@ -239,10 +270,11 @@ async def test_failing_callback_does_not_stop_the_watcher(root: Path) -> None:
         got.set()
         raise ValueError("owner bug")
 
-    watcher = Watcher(on_changes)
+    live = asyncio.Event()
+    watcher = Watcher(on_changes, on_restart=live.set)
     try:
         watcher.watch([(str(root), False)])
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(live.wait(), TIMEOUT)
         (root / "a").write_text("a")
         await asyncio.wait_for(got.wait(), TIMEOUT)
         got.clear()
@@ -253,15 +285,17 @@ async def test_failing_callback_does_not_stop_the_watcher(root: Path) -> None:
         await watcher.close()
 
 
-async def test_close_stops_everything(root: Path) -> None:
+async def test_close_stops_everything(root: Path, rec: Recorder) -> None:
     recorder = Recorder()
     recorder.watcher.watch([(str(root), True), (str(root / "f.txt"), False)])
     await recorder.restarted(1)
+    rec.watcher.watch([(str(root), True)])  # a witness, still watching the same folder
+    await rec.restarted(1)
     tasks = list(recorder.watcher._tasks.values())
     await recorder.watcher.close()
     assert all(task._task.done() for task in tasks)
     (root / "after.txt").write_text("x")
-    await asyncio.sleep(0.05)
+    await rec.changed(root / "after.txt")  # the write was there to be seen
     assert str(root / "after.txt") not in recorder.seen
     with pytest.raises(RuntimeError):
         recorder.watcher.watch([(str(root), True)])
@@ -269,7 +303,7 @@ async def test_close_stops_everything(root: Path) -> None:
 
 async def test_no_targets_start_no_watch(root: Path, rec: Recorder) -> None:
     rec.watcher.watch([])
-    await asyncio.sleep(0.01)
+    await settled(rec.watcher)
     assert rec.watcher._tasks == {}
     assert rec.restarts == 0
 
@@ -278,7 +312,7 @@ async def test_emptying_the_targets_stops_the_watch(root: Path, rec: Recorder) -
     rec.watcher.watch([(str(root), True)])
     await rec.restarted(1)
     rec.watcher.watch([])
-    await asyncio.sleep(0.01)
+    await settled(rec.watcher)
     assert rec.watcher._tasks == {}
     assert rec.watcher.folders == {True: set(), False: set()}
 
