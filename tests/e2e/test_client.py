@@ -232,11 +232,18 @@ async def test_closing_fails_requests_in_flight_as_closed_not_as_loader_crashes(
     project: Path,
 ) -> None:
     (project / "src" / "slow.vmd.py").write_text(
-        "import time\n\ndef load(ctx):\n    time.sleep(30)\n    return ''\n"
+        "import time\n\ndef load(ctx):\n    print('asleep', flush=True)\n"
+        "    time.sleep(30)\n    return ''\n"
     )
-    client = await AsyncClient.start(project, env=ENV)
+    asleep = asyncio.Event()
+
+    def on_log(params: dict[str, object]) -> None:
+        if "asleep" in str(params["message"]):
+            asleep.set()
+
+    client = await AsyncClient.start(project, env=ENV, on_log=on_log)
     pending = asyncio.ensure_future(client.load(str(project / "src" / "slow.vmd.py")))
-    await asyncio.sleep(1)  # the loader is asleep in its worker
+    await asyncio.wait_for(asleep.wait(), 10)  # the loader is asleep in its worker
     closing = asyncio.ensure_future(client.close())
     await asyncio.sleep(0)
     with pytest.raises(ConnectionClosed):
