@@ -213,9 +213,17 @@ class Daemon:
     def notifications(self, method: str, *, since: int = 0) -> list[dict[str, Any]]:
         return [m["params"] for m in self.messages[since:] if m["method"] == method]
 
-    async def quiet(self, seconds: float = 0.3) -> None:
-        """Let the daemon settle (used only before asserting that something did NOT happen)."""
-        await asyncio.sleep(seconds)
+    def changes(self, id: str, *, since: int = 0) -> list[dict[str, Any]]:
+        """The params of every `vmd/changed` for `id` since `since` (a `Fence`'s are its own)."""
+        return [p for p in self.notifications("vmd/changed", since=since) if p["id"] == id]
+
+    async def roundtrip(self) -> None:
+        """Ask the daemon something and wait for the answer. It handles what it reads in order
+        and writes in order, so once this returns, whatever it sent at once on account of
+        earlier messages (a hint, a refused request, what goes with a `vmd/changed`) has
+        arrived: the positive signal to wait for before asserting that something did NOT
+        happen."""
+        await self.call("vmd/invalidate", {"id": "vmd-e2e-roundtrip"})
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -243,6 +251,37 @@ class Daemon:
             await self.proc.wait()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._reader, 5)
+
+
+class Fence:
+    """A loader watching one file of `folder` (relative to the project root): once the daemon
+    reports that file changed, its watcher has dealt with whatever happened in that folder
+    before (a watch reports a folder's events in order, and one started late re-stats what
+    it watches): the positive signal to wait for before asserting the watcher did nothing.
+
+    Put it in a folder the daemon already watches, so that starting it restarts no watch.
+    Its own `vmd/changed` notifications name `self.loader`."""
+
+    def __init__(self, daemon: Daemon, project: Project, folder: str) -> None:
+        self.daemon = daemon
+        self.stamp = project.write(f"{folder}/fence.stamp", "0")
+        self.loader = project.write(
+            f"{folder}/fence.vmd.py", 'watch = ["fence.stamp"]\n\ndef load(ctx):\n    return ""\n'
+        )
+        self._count = 0
+
+    async def start(self) -> Fence:
+        await self.daemon.load(self.loader)
+        return self
+
+    async def passed(self) -> None:
+        """Change the fence's file; return once the daemon has reported it, and all before it."""
+        mark = self.daemon.mark()
+        self._count += 1
+        Path(self.stamp).write_text(str(self._count))
+        await self.daemon.changed(self.loader, since=mark)
+        await self.daemon.roundtrip()
+        await self.daemon.load(self.loader)  # fresh again, for the next pass to be reported
 
 
 def children(pid: int) -> set[int]:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import Daemon, Project, StartDaemon, exported
+from harness import Daemon, Fence, Project, StartDaemon, exported
 
 LOADER = """
 import vmd
@@ -51,24 +51,28 @@ def hint(daemon: Daemon, *paths: str) -> None:
     daemon.notify("workspace/didChangeWatchedFiles", {"changes": changes})
 
 
-async def notifications_after_hint(daemon: Daemon, loader: str, path: str, *, since: int) -> int:
-    """Hint `path` (just written, so the daemon's watcher reports it too); once things have
-    settled, how many `vmd/changed` arrived since `since`."""
+async def notifications_after_hint(
+    daemon: Daemon, fence: Fence, loader: str, path: str, *, since: int
+) -> int:
+    """Hint `path` (just written, so the daemon's watcher reports it too); once the watcher
+    has dealt with that write too, how many `vmd/changed` for `loader` arrived since `since`."""
     hint(daemon, path)
     await daemon.changed(loader, since=since)
-    await daemon.quiet()  # the daemon's watcher reports the same write meanwhile
-    return len(daemon.notifications("vmd/changed", since=since))
+    await fence.passed()  # the daemon's watcher has reported the same write by now
+    return len(daemon.changes(loader, since=since))
 
 
 async def test_a_hint_reports_a_change_the_daemons_own_watcher_cannot_see(
     project: Project, daemon: Daemon
 ) -> None:
     data, loader, first = await start_loader(project, daemon)
-    await daemon.quiet()  # the watcher is live (it re-stats what it watches when it starts)
+    fence = await Fence(daemon, project, "src/data").start()
+    # The watcher is live: it re-stats what it watches when it starts, and would see the write.
+    await fence.passed()
     mark = daemon.mark()
     write_unseen(data, "two")
-    await daemon.quiet()
-    assert daemon.notifications("vmd/changed", since=mark) == []  # the watcher saw nothing
+    await fence.passed()
+    assert daemon.changes(loader, since=mark) == []  # the watcher saw nothing
     hint(daemon, data)
     change = await daemon.changed(loader, since=mark)
     assert change["reason"] == "watch"
@@ -81,9 +85,10 @@ async def test_a_change_both_hinted_and_watched_runs_and_notifies_once(
     project: Project, daemon: Daemon
 ) -> None:
     data, loader, first = await start_loader(project, daemon)
+    fence = await Fence(daemon, project, "src/data").start()
     mark = daemon.mark()
     project.write("src/data/a.txt", "two")
-    assert await notifications_after_hint(daemon, loader, data, since=mark) == 1
+    assert await notifications_after_hint(daemon, fence, loader, data, since=mark) == 1
     result = await daemon.load(loader)
     assert exported(result) == "two" and result["version"] == first["version"] + 1
 
@@ -94,9 +99,10 @@ async def test_a_loader_edit_both_hinted_and_watched_replaces_its_worker_once(
     source = "import os, vmd\n\ndef load(ctx):\n    return vmd.json_module([{rev}, os.getpid()])\n"
     loader = project.write("src/a.vmd.py", source.format(rev=1))
     first = exported(await daemon.load(loader))
+    fence = await Fence(daemon, project, "src").start()
     mark = daemon.mark()
     project.write("src/a.vmd.py", source.format(rev=2))
-    assert await notifications_after_hint(daemon, loader, loader, since=mark) == 1
+    assert await notifications_after_hint(daemon, fence, loader, loader, since=mark) == 1
     result = await daemon.load(loader)
     rev, pid = exported(result)
     assert rev == 2 and pid != first[1]
@@ -111,7 +117,7 @@ async def test_a_hint_for_an_unchanged_or_unknown_file_changes_nothing(
     data, loader, first = await start_loader(project, daemon)
     mark = daemon.mark()
     hint(daemon, data, project.path("elsewhere.txt"), project.path("src"))
-    await daemon.quiet()
+    await daemon.roundtrip()  # hints are acted on as they are read
     assert daemon.notifications("vmd/changed", since=mark) == []
     assert (await daemon.load(loader))["version"] == first["version"]
 
@@ -124,8 +130,7 @@ async def test_a_malformed_hint_is_ignored_and_the_daemon_keeps_serving(
     daemon.notify("workspace/didChangeWatchedFiles", {"changes": "not a list"})
     daemon.notify("workspace/didChangeWatchedFiles", {"changes": [{"uri": "http://x/a.txt"}]})
     daemon.notify("workspace/didChangeWatchedFiles", None)
-    assert exported(await daemon.load(loader)) == "one"
-    await daemon.quiet()
+    assert exported(await daemon.load(loader)) == "one"  # answered after the hints were read
     assert daemon.orphans == [] and daemon.notifications("vmd/changed", since=mark) == []
 
 
@@ -135,6 +140,6 @@ async def test_build_mode_ignores_hints(project: Project, start_daemon: StartDae
     mark = daemon.mark()
     write_unseen(data, "two")
     hint(daemon, data)
-    await daemon.quiet()
+    await daemon.roundtrip()  # hints are acted on (here: ignored) as they are read
     assert daemon.notifications("vmd/changed", since=mark) == []
     assert exported(await daemon.load(loader)) == "two"  # the load's own stat re-check

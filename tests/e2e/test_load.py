@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from harness import Daemon, Project, StartDaemon, eventually, exported
+from harness import Daemon, Fence, Project, StartDaemon, eventually, exported
 
 # Appends one line per run to a file outside anything the loader watches or reads (it only
 # writes it), so the number of lines counts real runs of the loader.
@@ -198,13 +198,14 @@ async def test_a_change_after_an_invalidate_is_not_reported_again(
         """,
     )
     await daemon.load(loader)
+    fence = await Fence(daemon, project, "src/data").start()
     mark = daemon.mark()
     await daemon.invalidate(id=loader)
     await daemon.changed(loader, since=mark)
     project.write("src/data/a.txt", "two")
     assert exported(await daemon.load(loader)) == "two"
-    await daemon.quiet()
-    reports = daemon.notifications("vmd/changed", since=mark)
+    await fence.passed()  # the watcher has reported the write too
+    reports = daemon.changes(loader, since=mark)
     assert [r["reason"] for r in reports] == ["invalidate"]  # stale once, reported once
 
 
@@ -215,7 +216,7 @@ async def test_invalidating_twice_drops_and_reports_once(project: Project, daemo
     assert await daemon.invalidate(id=loader) == [loader]
     await daemon.changed(loader, since=mark)
     assert await daemon.invalidate(id=loader) == []  # nothing cached any more
-    await daemon.quiet()
+    await daemon.roundtrip()  # nothing runs: a second report could only come with an answer
     assert len(daemon.notifications("vmd/changed", since=mark)) == 1
 
 

@@ -100,7 +100,7 @@ async def test_reload_data_a_loader_cannot_be_given_is_invalid_params_and_change
     response = await daemon.exchange("vmd/reload", {"id": loader, "data": {"n": 10**23}})
     assert response["error"]["code"] == -32602, response  # an int beyond 64 bits
     assert "data cannot be given to a loader" in response["error"]["message"]
-    await daemon.quiet()
+    await daemon.roundtrip()
     assert daemon.notifications("vmd/changed", since=mark) == []
     assert await daemon.load(loader) == first
     await still_serves(project, daemon)

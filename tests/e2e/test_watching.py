@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from harness import Daemon, Project, StartDaemon, exported
+from harness import Daemon, Fence, Project, StartDaemon, exported
 
 # Reports the watched files' contents and the events that triggered the run.
 TEXTS = """
@@ -97,13 +97,14 @@ async def test_a_load_racing_the_watcher_ignores_a_file_the_globs_do_not_match(
     project.write("src/data/a.txt", "one")
     loader = texts_loader(project)
     first = await daemon.load(loader)
+    fence = await Fence(daemon, project, "src/data").start()
     mark = daemon.mark()
     # In the folder the glob walks, but not matched (an editor's swap file, say): the load
     # racing the watcher sees the folder change and must not take it for a change of inputs.
     project.write("src/data/.a.txt.swp", "x")
     assert (await daemon.load(loader))["version"] == first["version"]
-    await daemon.quiet()
-    assert daemon.notifications("vmd/changed", since=mark) == []
+    await fence.passed()  # the watcher has reported the swap file too
+    assert daemon.changes(loader, since=mark) == []
     assert (await daemon.load(loader))["version"] == first["version"]
 
 
@@ -267,7 +268,7 @@ async def test_build_mode_sends_no_changed_but_loads_stay_fresh(
     result = await daemon.load(loader)  # the stat re-check, not a watcher, sees the edit
     assert exported(result)["texts"] == {"data/a.txt": "two"}
     assert result["version"] == first["version"] + 1
-    await daemon.quiet()
+    await daemon.roundtrip()  # no watcher: a report could only have come with the load
     assert daemon.notifications("vmd/changed", since=mark) == []
 
 
@@ -312,6 +313,7 @@ async def test_deleting_the_loader_refuses_it_and_recreating_it_recovers(
 ) -> None:
     loader = project.write("src/a.vmd.py", "def load(ctx):\n    return 'export default 1;'\n")
     await daemon.load(loader)
+    fence = await Fence(daemon, project, "src").start()
     mark = daemon.mark()
     os.remove(loader)
     change = await daemon.changed(loader, since=mark)
@@ -323,8 +325,8 @@ async def test_deleting_the_loader_refuses_it_and_recreating_it_recovers(
     mark = daemon.mark()
     for _ in range(3):
         assert (await daemon.load_error(loader)).data["kind"] == "refused"
-    await daemon.quiet()
-    assert daemon.notifications("vmd/changed", since=mark) == []
+    await fence.passed()  # whatever the watcher had left to say about src/ has been said
+    assert daemon.changes(loader, since=mark) == []
     project.write("src/a.vmd.py", "def load(ctx):\n    return 'export default 2;'\n")
     assert (await daemon.load(loader))["code"] == "export default 2;"
 
@@ -362,6 +364,7 @@ async def test_a_worker_crash_caused_by_a_change_is_reported_once_and_recovers(
         """,
     )
     await daemon.load(loader)
+    fence = await Fence(daemon, project, "src").start()
     mark = daemon.mark()
     project.write("src/mode.txt", "crash")
     await daemon.changed(loader, since=mark)
@@ -370,8 +373,8 @@ async def test_a_worker_crash_caused_by_a_change_is_reported_once_and_recovers(
     pids = daemon.worker_pids()
     for _ in range(3):  # the failure is served from memory: no report, no new worker
         assert (await daemon.load_error(loader)).data["kind"] == "crash"
-    await daemon.quiet()
-    assert daemon.notifications("vmd/changed", since=mark) == []
+    await fence.passed()  # the watcher has said all it had to about mode.txt
+    assert daemon.changes(loader, since=mark) == []
     assert daemon.worker_pids() == pids
     project.write("src/mode.txt", "ok")
     await daemon.changed(loader, since=mark)
