@@ -94,24 +94,30 @@ async def test_fixing_the_helper_recovers_the_module(project: Project, daemon: D
 async def test_timeout_kills_the_run_and_others_are_served_meanwhile(
     project: Project, start_daemon: StartDaemon
 ) -> None:
-    daemon = await start_daemon(options={"timeoutMs": 500})
+    # Long enough for the good load to be answered first, on any machine.
+    daemon = await start_daemon(options={"timeoutMs": 2000})
     loader = project.write(
         "src/spin.vmd.py",
         """
         def load(ctx):
+            print("spinning", flush=True)
             while True:
                 pass
         """,
     )
     good = project.write("src/good.vmd.py", OK)
+    # good has its worker: its load below waits for no process to start, only for its run.
+    assert (await daemon.load(good + "?first"))["code"] == 'export default "ok";'
     spinning = asyncio.ensure_future(daemon.load_error(loader))
-    await asyncio.sleep(0.05)
+    await daemon.wait_for(
+        lambda m: m["method"] == "window/logMessage" and "spinning" in m["params"]["message"]
+    )
     assert (await daemon.load(good))["code"] == 'export default "ok";'
     assert not spinning.done()  # the good load did not wait for the spinning one
     error = await spinning
     assert error.code == -32011
     assert error.data["kind"] == "timeout"
-    assert (error.data["file"], error.data["line"]) == (loader, 3)
+    assert (error.data["file"], error.data["line"]) == (loader, 4)
     mark = daemon.mark()
     project.write("src/spin.vmd.py", OK)
     await daemon.changed(loader, since=mark)

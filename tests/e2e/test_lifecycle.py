@@ -218,7 +218,9 @@ async def test_a_build_keeps_one_worker_per_loader_and_no_spare(
         pid, _ = exported(await build.load(str(project.root / f"{name}.vmd.py")))
         pids.add(pid)
         await serve.load(str(project.root / f"{name}.vmd.py"))
-    await asyncio.sleep(0.3)  # time enough for a replacement spare to appear, if one were made
+    # A replacement spare would be started as the loader's worker is assigned, before the
+    # load's answer: the answers, and one more round trip, are past the point it would exist.
+    await build.roundtrip()
     assert build.worker_pids() == pids
     # Serving keeps a warm spare next to the loaders' workers, for the next code change.
     await eventually(lambda: len(serve.worker_pids()) == 3)
@@ -287,7 +289,21 @@ async def test_a_second_initialize_is_refused(project: Project, daemon: Daemon) 
     assert response["error"]["code"] == -32600
 
 
-SLEEPER = "import os, time\n\ndef load(ctx):\n    time.sleep(60)\n    return ''\n"
+SLEEPER = """
+import time
+
+def load(ctx):
+    print("asleep", flush=True)
+    time.sleep(60)
+    return ""
+"""
+
+
+async def asleep(daemon: Daemon) -> None:
+    """Wait until SLEEPER says it is asleep in its worker."""
+    await daemon.wait_for(
+        lambda m: m["method"] == "window/logMessage" and "asleep" in m["params"]["message"]
+    )
 
 
 async def test_stdin_eof_during_a_long_run_exits_promptly_and_kills_the_run(
@@ -295,9 +311,9 @@ async def test_stdin_eof_during_a_long_run_exits_promptly_and_kills_the_run(
 ) -> None:
     loader = project.write("src/slow.vmd.py", SLEEPER)
     pending = asyncio.ensure_future(daemon.exchange("vmd/load", {"id": loader}, timeout=30))
+    await asleep(daemon)
     await eventually(lambda: len(daemon.worker_pids()) >= 2)  # the run's worker + the spare
     pids = daemon.worker_pids()
-    await asyncio.sleep(0.1)
     assert daemon.proc.stdin is not None
     daemon.proc.stdin.close()
     await daemon.wait_exit(timeout=5)
@@ -310,8 +326,8 @@ async def test_shutdown_during_a_long_run_answers_both_and_exits_0(
 ) -> None:
     loader = project.write("src/slow.vmd.py", SLEEPER)
     pending = asyncio.ensure_future(daemon.exchange("vmd/load", {"id": loader}, timeout=30))
+    await asleep(daemon)
     await eventually(lambda: len(daemon.worker_pids()) >= 2)
-    await asyncio.sleep(0.1)
     pids = daemon.worker_pids()
     mark = daemon.mark()
     assert await asyncio.wait_for(daemon.call("shutdown"), 5) is None

@@ -347,8 +347,16 @@ async def test_load_many_never_answers_output_reported_stale_while_it_waited(
 ) -> None:
     """The answer waits for the slowest id: one whose input changed meanwhile is answered with
     its re-run, as its own vmd/load (answered before the vmd/changed) would have been."""
+    release = project.root.parent / "release"  # outside the project: not one of its inputs
     slow = project.write(
-        "src/slow.vmd.py", "import time\ndef load(ctx):\n    time.sleep(2)\n    return ''\n"
+        "src/slow.vmd.py",
+        f"""
+        import os, time
+        def load(ctx):
+            while not os.path.exists({str(release)!r}):
+                time.sleep(0.01)
+            return ''
+        """,
     )
     project.write("src/y.txt", "old")
     ran = project.root.parent / "y-ran.txt"  # outside the project: not one of its inputs
@@ -368,6 +376,8 @@ async def test_load_many_never_answers_output_reported_stale_while_it_waited(
     await eventually(ran.exists)  # the fast one has its output; the slow one still runs
     project.write("src/y.txt", "new")
     stale = await daemon.changed(fast, since=mark)
+    assert not answer.done()
+    release.touch()  # the slow one ends only now
     result = (await answer)["results"][1]["result"]
     assert result["version"] > stale["version"]
     assert exported(result) == "new"
