@@ -6,6 +6,8 @@
 -- Neovim has no LSP 3.18 textDocumentContent, so previews use vmd's own protocol: `vmd/load`
 -- fetches a module, and the `vmd/changed` notification says when to fetch it again.
 
+local globs = require('vmd.globs')
+
 local M = {}
 
 local uv = vim.uv or vim.loop
@@ -138,38 +140,8 @@ function M.config(root)
   }
 end
 
--- A vmd glob (`*`, `?`, `[...]`, `**/`) as a very-magic Vim regex matching a whole path.
-local function glob_regex(glob)
-  local out, i = { '\\v^' }, 1
-  while i <= #glob do
-    local c = glob:sub(i, i)
-    if glob:sub(i, i + 2) == '**/' then
-      table.insert(out, '(.*/)?')
-      i = i + 3
-    elseif glob:sub(i, i + 1) == '**' then
-      table.insert(out, '.*')
-      i = i + 2
-    elseif c == '*' then
-      table.insert(out, '[^/]*')
-      i = i + 1
-    elseif c == '?' then
-      table.insert(out, '[^/]')
-      i = i + 1
-    elseif c == '[' and glob:find(']', i + 1, true) then
-      local close = glob:find(']', i + 1, true)
-      table.insert(out, '[' .. glob:sub(i + 1, close - 1):gsub('^!', '^') .. ']')
-      i = close + 1
-    else
-      table.insert(out, c:match('%w') and c or '\\' .. c)
-      i = i + 1
-    end
-  end
-  table.insert(out, '$')
-  return table.concat(out)
-end
-
--- A file buffer whose path, relative to its workspace root, matches the `include` globs
--- (not a preview: those are named after the loader but are no files).
+-- A file buffer whose path matches the `include` globs, relative to its workspace root, as the
+-- daemon matches them (not a preview: those are named after the loader but are no files).
 local function is_loader(bufnr)
   if vim.bo[bufnr].buftype ~= '' then
     return false
@@ -179,13 +151,7 @@ local function is_loader(bufnr)
     return false
   end
   local path = vim.fn.fnamemodify(name, ':p')
-  local rel = path:sub(#find_root(path) + 2)
-  for _, glob in ipairs(M.options.include) do
-    if vim.regex(glob_regex(glob)):match_str(rel) then
-      return true
-    end
-  end
-  return false
+  return globs.included(M.options.include, find_root(path), path)
 end
 
 --- Start (or reuse) the daemon for `bufnr`'s workspace and attach it; returns the client id.
