@@ -148,24 +148,47 @@ describe('dev server', () => {
   })
 
   test("a change Vite's watcher reports reaches the daemon and the page updates once", async () => {
-    const { server, project, payloads } = await start()
+    // A fence: a module whose globs match files that only the daemon's watcher can report
+    // (new ones, which no served module lists yet), in the folder of the CSVs. Its update
+    // comes after any the daemon's watcher had to give for what happened there before.
+    const { server, project, payloads } = await start({
+      ...usersProject,
+      'src/main.js': [
+        "import users from './users.vmd.py'",
+        "import admins from './users.vmd.py?role=admin'",
+        "import fence from './fence.vmd.py'",
+        'export { users, admins, fence }',
+        "if (import.meta.hot) import.meta.hot.accept(['./users.vmd.py', './users.vmd.py?role=admin', './fence.vmd.py'], () => {})",
+        '',
+      ].join('\n'),
+      'src/fence.vmd.py': 'import vmd\n\nwatch = ["../data/*.stamp"]\n\ndef load(ctx):\n    return vmd.json_module(ctx.watched_files)\n',
+    })
+    const users = () => updatedPaths(payloads).filter((p) => p !== '/src/fence.vmd.py')
+    let stamps = 0
+    const fencePassed = async () => {
+      const before = updatedPaths(payloads).filter((p) => p === '/src/fence.vmd.py').length
+      project.write(`data/${++stamps}.stamp`, '')
+      await waitFor(() => updatedPaths(payloads).filter((p) => p === '/src/fence.vmd.py').length > before, 'the fence')
+      expect(await clientLoad(server, '/src/fence.vmd.py')).toContain(`${stamps}.stamp`) // fresh again
+    }
     await clientLoad(server, '/src/main.js')
     await clientLoad(server, '/src/users.vmd.py')
     await clientLoad(server, '/src/users.vmd.py?role=admin')
-    await new Promise((resolve) => setTimeout(resolve, 300)) // the daemon's watcher is live
+    await clientLoad(server, '/src/fence.vmd.py')
+    await fencePassed() // the daemon's watcher is live
 
     const csv = project.path('data/a.csv')
     writeUnseen(csv, project.read('data/a.csv').replace('alan', 'anna'))
-    await new Promise((resolve) => setTimeout(resolve, 300))
-    expect(updatedPaths(payloads)).toEqual([]) // no watcher saw that write
+    await fencePassed()
+    expect(users()).toEqual([]) // no watcher saw that write
     // Stands in for Vite's watcher noticing it (inotify cannot report a write through mmap).
     server.watcher.emit('change', csv, statSync(csv))
-    await waitFor(() => updatedPaths(payloads).length >= 2, 'two HMR updates')
+    await waitFor(() => users().length >= 2, 'two HMR updates')
     expect(await clientLoad(server, '/src/users.vmd.py')).toContain('anna')
 
     project.write('data/a.csv', 'name,role\nbarrier,admin\n')
-    await waitFor(() => updatedPaths(payloads).length >= 4, 'updates after the barrier')
-    expect(updatedPaths(payloads).filter((p) => p === '/src/users.vmd.py')).toHaveLength(2)
+    await waitFor(() => users().length >= 4, 'updates after the barrier')
+    expect(users().filter((p) => p === '/src/users.vmd.py')).toHaveLength(2)
     expect(await clientLoad(server, '/src/users.vmd.py')).toContain('barrier')
   })
 
@@ -286,7 +309,8 @@ describe('options', () => {
   })
 
   test('timeoutMs: a run taking longer is stopped and shown as a timeout naming the loader', async () => {
-    const { server, project } = await start({}, { timeoutMs: 300 })
+    // Long enough for the run to be asleep on line 4 when it is stopped, on a busy machine too.
+    const { server, project } = await start({}, { timeoutMs: 1000 })
     project.write('src/slow.vmd.py', 'import time\n\ndef load(ctx):\n    time.sleep(30)\n    return "export default 1"\n')
     // Ignoring the option would leave the loader asleep past this test's own 30 s limit.
     const error = await server.environments.client.transformRequest('/src/slow.vmd.py').then(
