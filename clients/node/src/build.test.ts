@@ -164,9 +164,15 @@ export default {
 
   test('an app build sharing one plugin across environments built in parallel keeps the daemon until both are done', async () => {
     // The client asks for its module half a second after the SSR build asked for its own, and
-    // is done while the SSR build still waits for it.
-    const appConfig = `import vmd from ${JSON.stringify(distUrl)}
-const later = { name: 'later', async transform(code, id) { if (id.endsWith('client.js')) await new Promise((r) => setTimeout(r, 500)) } }
+    // is done while the SSR build still waits for it: the SSR loader returns only once the
+    // client build has closed (after vmd's own closeBundle), however long that takes.
+    const appConfig = `import { writeFileSync } from 'node:fs'
+import vmd from ${JSON.stringify(distUrl)}
+const later = {
+  name: 'later',
+  async transform(code, id) { if (id.endsWith('client.js')) await new Promise((r) => setTimeout(r, 500)) },
+  closeBundle: { order: 'post', sequential: true, handler() { if (this.environment.name === 'client') writeFileSync('client-done', '') } },
+}
 export default {
   logLevel: 'warn',
   plugins: [vmd(), later],
@@ -182,7 +188,16 @@ export default {
       'src/client.js': "import fast from './fast.vmd.py'\nconsole.log(fast)\n",
       'src/server.js': "import slow from './slow.vmd.py'\nexport default slow\n",
       'src/fast.vmd.py': 'import time\ndef load(ctx):\n    time.sleep(0.3)\n    return "export default \'fast\'"\n',
-      'src/slow.vmd.py': 'import time\ndef load(ctx):\n    time.sleep(2)\n    return "export default \'slow\'"\n',
+      'src/slow.vmd.py': [
+        'import os, time',
+        'def load(ctx):',
+        '    for _ in range(2000):  # 20 s at most: a test that fails says so, not hangs',
+        '        if os.path.exists("client-done"):',
+        '            return "export default \'slow\'"',
+        '        time.sleep(0.01)',
+        '    raise RuntimeError("the client build never closed")',
+        '',
+      ].join('\n'),
     })
     const result = await run(['build', '--app'], p.root)
     expect(result.code, result.output).toBe(0)

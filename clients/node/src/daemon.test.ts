@@ -1,7 +1,7 @@
 // The daemon client on its own: start-up errors that say how to fix them, requests failed with
 // the reason when the daemon dies, and an idle daemon that never keeps Node alive.
 import { spawn } from 'node:child_process'
-import { chmodSync, readFileSync } from 'node:fs'
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { afterEach, describe, expect, test } from 'vitest'
 import { Daemon, DaemonRequestError, defaultPython } from './daemon.js'
@@ -69,27 +69,29 @@ describe('Daemon', () => {
   })
 
   test('loads queued behind slow runs are not given up on while the daemon keeps answering', async () => {
-    // One worker runs a loader's queries one after another: eight runs of 300 ms take longer
-    // than the loader timeout plus the grace, yet every run is well within its own timeout.
+    // One worker runs a loader's queries one after another: ten runs of 300 ms take longer
+    // than the loader timeout plus the grace, yet every run is well within its own timeout
+    // (by 1.7 s, room enough for a busy machine).
     const p = project({ 'slow.vmd.py': 'import time\ndef load(ctx):\n    time.sleep(0.3)\n    return f"export default {ctx.query[\'n\']}"\n' })
-    const d = daemon(p, { timeoutMs: 1000, answerGraceMs: 500 })
+    const d = daemon(p, { timeoutMs: 2000, answerGraceMs: 500 })
     await d.start()
-    const ids = Array.from({ length: 8 }, (_, n) => `${p.path('slow.vmd.py')}?n=${n}`)
+    const ids = Array.from({ length: 10 }, (_, n) => `${p.path('slow.vmd.py')}?n=${n}`)
     const results = await Promise.all(ids.map((id) => d.load(id)))
     expect(results.map((r) => r.code)).toEqual(ids.map((_, n) => `export default ${n}`))
   })
 
   test('loads queued behind a long vmd/loadMany are not given up on while the daemon says it is busy', async () => {
-    // The batch is answered only when its six 400 ms runs are done, longer than the timeout
+    // The batch is answered only when its eight 400 ms runs are done, longer than the timeout
     // plus the grace; the load asked for later waits behind them in the loader's one worker.
+    // `$/vmd/busy` comes every second, 1.5 s within the 2.5 s of silence allowed.
     const p = project({ 'slow.vmd.py': 'import time\ndef load(ctx):\n    time.sleep(0.4)\n    return f"export default {ctx.query[\'n\']}"\n' })
-    const d = daemon(p, { mode: 'build', batchLoads: true, timeoutMs: 1000, answerGraceMs: 500 })
+    const d = daemon(p, { mode: 'build', batchLoads: true, timeoutMs: 2000, answerGraceMs: 500 })
     await d.start()
-    const batch = Array.from({ length: 6 }, (_, n) => d.load(`${p.path('slow.vmd.py')}?n=${n}`))
+    const batch = Array.from({ length: 8 }, (_, n) => d.load(`${p.path('slow.vmd.py')}?n=${n}`))
     await new Promise((resolve) => setTimeout(resolve, 50))
-    const later = d.load(`${p.path('slow.vmd.py')}?n=7`)
+    const later = d.load(`${p.path('slow.vmd.py')}?n=9`)
     const results = await Promise.all([...batch, later])
-    expect(results.map((r) => r.code)).toEqual([0, 1, 2, 3, 4, 5, 7].map((n) => `export default ${n}`))
+    expect(results.map((r) => r.code)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 9].map((n) => `export default ${n}`))
   })
 
   test('a daemon that never answers initialize is given up on, and killed', async () => {
@@ -140,13 +142,15 @@ describe('Daemon', () => {
 
   test('requests in flight fail with the reason when the daemon dies; the next one restarts it', async () => {
     const p = project({
-      'slow.vmd.py': 'import time\n\ndef load(ctx):\n    time.sleep(20)\n    return ""\n',
+      'slow.vmd.py': 'import time\n\ndef load(ctx):\n    open("running", "w").close()\n    time.sleep(20)\n    return ""\n',
       'ok.vmd.py': 'def load(ctx):\n    return "export default 1"\n',
     })
     const d = daemon(p)
     const slow = d.load(p.path('slow.vmd.py'))
     const pid = await waitFor(() => d.pid, 'the daemon')
-    await waitFor(() => descendants(pid).length > 0, 'the loader running')
+    // Not merely a worker started (the first one starts with the daemon, before it answers
+    // initialize): the loader itself, so the load is in flight.
+    await waitFor(() => existsSync(p.path('running')), 'the loader running')
     process.kill(pid, 'SIGKILL')
     await expect(slow).rejects.toThrow(/vmd: the daemon stopped \(killed by SIGKILL\)/)
     const result = await d.load(p.path('ok.vmd.py'))
@@ -222,13 +226,28 @@ describe('Daemon', () => {
     })
 
     test('are answered each as it is ready without batchLoads (dev): a slow loader holds back no other', async () => {
+      // The slow one ends once the fast one's answer is here (or after 20 s, too late), so a
+      // worker start-up on a busy machine cannot make it finish first.
       const p = project({
-        'slow.vmd.py': 'import time\ndef load(ctx):\n    time.sleep(1.5)\n    return "export default 1"\n',
+        'slow.vmd.py': [
+          'import os, time',
+          'def load(ctx):',
+          '    for _ in range(2000):',
+          '        if os.path.exists("fast-answered"):',
+          '            break',
+          '        time.sleep(0.01)',
+          '    return "export default 1"',
+          '',
+        ].join('\n'),
         'fast.vmd.py': 'def load(ctx):\n    return "export default 2"\n',
       })
       const d = daemon(p)
       const order: string[] = []
-      await Promise.all(['slow', 'fast'].map((name) => d.load(p.path(`${name}.vmd.py`)).then(() => order.push(name))))
+      const answered = (name: string) => {
+        order.push(name)
+        if (name === 'fast') writeFileSync(p.path('fast-answered'), '')
+      }
+      await Promise.all(['slow', 'fast'].map((name) => d.load(p.path(`${name}.vmd.py`)).then(() => answered(name))))
       expect(order).toEqual(['fast', 'slow'])
     })
   })
