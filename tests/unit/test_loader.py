@@ -5,10 +5,12 @@ Every test drives a real worker process through WorkerPool (see tests/conftest.p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import py_compile
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,10 +79,12 @@ async def test_async_load_and_setup_tasks_share_one_persistent_loop(workers: Wor
     first = await workers.run(loader)
     assert first.ok, first.error
     later = first
-    for _ in range(100):  # the task started by setup keeps running between runs
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the task started by setup keeps running between runs
         later = await workers.run(loader)
         if int(later.code) > int(first.code):
             break
+        await asyncio.sleep(0.01)
     assert int(later.code) > int(first.code)
 
 

@@ -70,9 +70,15 @@ async def test_a_burst_is_handled_in_order_and_the_close_comes_after_it(tmp_path
     """A client that writes many requests and closes its end at once (a build, a script) has
     every one of them handled, in order, before the daemon hears the input is closed."""
     events: list[object] = []
+    closed = asyncio.Event()
+
+    def on_close() -> None:
+        events.append("closed")
+        closed.set()
+
     conn = Connection(
         lambda bodies: events.extend(bodies),
-        lambda: events.append("closed"),
+        on_close,
         lambda error: events.append(f"error: {error}"),
     )
     read_fd, write_fd = os.pipe()
@@ -82,10 +88,7 @@ async def test_a_burst_is_handled_in_order_and_the_close_comes_after_it(tmp_path
     os.write(write_fd, b"".join(frame(body) for body in sent[50:]))
     os.close(write_fd)
     await conn.open(read_fd, out)
-    for _ in range(200):
-        if "closed" in events:
-            break
-        await asyncio.sleep(0.005)
+    await asyncio.wait_for(closed.wait(), 10)
     error = "error: header without Content-Length; message dropped"
     assert [event for event in events if event != error] == [*sent, "closed"]
     assert events.count(error) == 1
