@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness import (
     ENV,
+    WAIT,
     Daemon,
     Project,
     StartDaemon,
@@ -115,8 +116,8 @@ async def test_daemon_exits_when_the_client_process_dies(project: Project) -> No
         launcher.kill()
         await launcher.wait()
         # processId is checked every second; stdin stays open, so nothing else can tell it.
-        await eventually(lambda: not alive(daemon_pid), timeout=3)
-        await asyncio.wait_for(daemon.eof.wait(), 3)
+        await eventually(lambda: not alive(daemon_pid))
+        await asyncio.wait_for(daemon.eof.wait(), WAIT)
         await eventually(lambda: not any(alive(p) for p in workers))
     finally:
         for pid in children(launcher.pid):
@@ -316,7 +317,7 @@ async def test_stdin_eof_during_a_long_run_exits_promptly_and_kills_the_run(
     pids = daemon.worker_pids()
     assert daemon.proc.stdin is not None
     daemon.proc.stdin.close()
-    await daemon.wait_exit(timeout=5)
+    await daemon.wait_exit(timeout=10)  # promptly: the run would take 60 s
     await eventually(lambda: not any(alive(p) for p in pids))
     pending.cancel()
 
@@ -330,8 +331,8 @@ async def test_shutdown_during_a_long_run_answers_both_and_exits_0(
     await eventually(lambda: len(daemon.worker_pids()) >= 2)
     pids = daemon.worker_pids()
     mark = daemon.mark()
-    assert await asyncio.wait_for(daemon.call("shutdown"), 5) is None
-    response = await asyncio.wait_for(pending, 5)
+    assert await asyncio.wait_for(daemon.call("shutdown"), 10) is None  # the run would take 60 s
+    response = await asyncio.wait_for(pending, 10)
     assert "error" in response  # the run was stopped, and said so
     # ...to the request, not as a problem in the loader's file for an editor to underline.
     assert daemon.notifications("textDocument/publishDiagnostics", since=mark) == []
