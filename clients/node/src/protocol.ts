@@ -104,6 +104,24 @@ export interface LoaderErrorData {
   traceback?: string
 }
 
+/** Result of the editor command `vmd.preview` (`workspace/executeCommand`). */
+export interface PreviewResult {
+  id: string
+  /** The read-only document to open: `vmd:` + the encoded module id. */
+  uri: string
+  code: string | null
+  version: number | null
+  error: LoaderErrorData | null
+  /** The document's text: the code, or the error as a JavaScript comment. */
+  text: string
+}
+
+/** Result of the editor command `vmd.reload`: the ids re-run, and the errors of those that failed. */
+export interface ReloadCommandResult {
+  ids: string[]
+  errors: LoaderErrorData[]
+}
+
 export interface InitializationOptions {
   mode?: Mode
   include?: string[]

@@ -1,32 +1,18 @@
-/** What the daemon's editor commands answer (vmd/editor.py; documented in protocol.md). */
+/**
+ * What the extension shares with the daemon and the other clients. The wire types are the Node
+ * client's (clients/node/src/protocol.ts, mirroring vmd/protocol.py), imported as types only:
+ * they vanish from the compiled extension, which never loads the Node client.
+ */
+import type * as wire from '../../../node/src/protocol.js' with { 'resolution-mode': 'import' };
 
 /** `data` of a loader error: where it failed and why. */
-export interface LoaderErrorData {
-  id: string;
-  message: string;
-  file: string;
-  line: number;
-  kind: 'error' | 'timeout' | 'crash' | 'refused';
-  traceback: string;
-}
+export type LoaderErrorData = wire.LoaderErrorData;
 
 /** Result of `workspace/executeCommand` `vmd.preview`. */
-export interface PreviewResult {
-  id: string;
-  /** The read-only document to open: `vmd:` + the encoded module id. */
-  uri: string;
-  code: string | null;
-  version: number | null;
-  error: LoaderErrorData | null;
-  /** The document's text: the code, or the error as a JavaScript comment. */
-  text: string;
-}
+export type PreviewResult = wire.PreviewResult;
 
 /** Result of `workspace/executeCommand` `vmd.reload`. */
-export interface ReloadResult {
-  ids: string[];
-  errors: LoaderErrorData[];
-}
+export type ReloadResult = wire.ReloadCommandResult;
 
 /** The server-side commands (they run in the daemon). */
 export const PREVIEW = 'vmd.preview';
