@@ -23,8 +23,12 @@ export function getSettings(folder: vscode.WorkspaceFolder | undefined): Setting
 }
 
 /**
- * The interpreter: the setting (`${workspaceFolder}` and `~` expanded), else the folder's
- * `.venv`, else `python3` (`python` on Windows) from PATH.
+ * The interpreter, found as every vmd client finds it (clients/README.md): the setting
+ * (`${workspaceFolder}` and `~` expanded), else the nearest `.venv` from the folder up, else
+ * `python3` (`python` on Windows) from PATH. Unlike the other clients, `VMD_PYTHON` is not
+ * read: the extension host has the environment VS Code was started with (a desktop launcher's,
+ * or a terminal's), so it would apply or not depending on how VS Code was opened; a folder's
+ * `vmd.python` setting does that job here.
  */
 export function resolvePython(setting: string, folder: string | undefined): string {
   let value = setting.trim();
@@ -33,13 +37,14 @@ export function resolvePython(setting: string, folder: string | undefined): stri
     if (value === '~' || value.startsWith('~/')) value = path.join(process.env.HOME ?? '', value.slice(1));
     return value;
   }
-  if (folder) {
-    const venv = process.platform === 'win32'
-      ? path.join(folder, '.venv', 'Scripts', 'python.exe')
-      : path.join(folder, '.venv', 'bin', 'python');
+  const win = process.platform === 'win32';
+  for (let dir = folder; dir !== undefined;) {
+    const venv = win ? path.join(dir, '.venv', 'Scripts', 'python.exe') : path.join(dir, '.venv', 'bin', 'python');
     if (fs.existsSync(venv)) return venv;
+    const parent = path.dirname(dir);
+    dir = parent === dir ? undefined : parent;
   }
-  return process.platform === 'win32' ? 'python' : 'python3';
+  return win ? 'python' : 'python3';
 }
 
 /** `initializationOptions` for the daemon. */

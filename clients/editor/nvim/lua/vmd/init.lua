@@ -14,7 +14,7 @@ local uv = vim.uv or vim.loop
 local api = vim.api
 
 M.options = {
-  python = nil, -- nil: <root>/.venv/bin/python if present, else python3
+  python = nil, -- nil: $VMD_PYTHON, else the nearest .venv from the root up, else python3
   include = { '**/*.vmd.py' },
   timeout_ms = 30000,
   root_markers = { 'pyproject.toml', 'package.json', '.git' },
@@ -91,15 +91,29 @@ local function find_root(path)
   end
 end
 
+-- The interpreter, found as every vmd client finds it (clients/README.md): the `python`
+-- option, else $VMD_PYTHON, else the nearest .venv from the root up, else python3 (python on
+-- Windows).
 local function python_for(root)
   if M.options.python and M.options.python ~= '' then
     return M.options.python
   end
-  local venv = root .. '/.venv/bin/python'
-  if vim.fn.executable(venv) == 1 then
-    return venv
+  if vim.env.VMD_PYTHON and vim.env.VMD_PYTHON ~= '' then
+    return vim.env.VMD_PYTHON
   end
-  return vim.fn.executable('python3') == 1 and 'python3' or 'python'
+  local windows = vim.fn.has('win32') == 1
+  local dir = root
+  while true do
+    local venv = dir .. (windows and '/.venv/Scripts/python.exe' or '/.venv/bin/python')
+    if uv.fs_stat(venv) then
+      return venv
+    end
+    local parent = vim.fn.fnamemodify(dir, ':h')
+    if parent == dir then
+      return windows and 'python' or 'python3'
+    end
+    dir = parent
+  end
 end
 
 -- Why the daemon died, in words a user can act on.
