@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from vmd.protocol import InitializationOptions
+from vmd.protocol import DEFAULT_INCLUDE, InitializationOptions
 
 _FIELDS = msgspec.structs.fields(InitializationOptions)
 
@@ -44,6 +44,6 @@ def parse_options(raw: Any) -> tuple[InitializationOptions, list[str]]:
         warnings.append("initializationOptions.maxWorkers must be at least 1; using 8")
         options.max_workers = 8
     if not options.include:
-        warnings.append("initializationOptions.include is empty; using ['**/*.vmd.py']")
-        options.include = ["**/*.vmd.py"]
+        warnings.append(f"initializationOptions.include is empty; using {list(DEFAULT_INCLUDE)}")
+        options.include = list(DEFAULT_INCLUDE)
     return options, warnings

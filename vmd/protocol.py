@@ -20,6 +20,19 @@ INVALIDATE = "vmd/invalidate"
 CHANGED = "vmd/changed"
 BUSY = "$/vmd/busy"
 
+# What every client shares (clients/README.md; tests/unit/test_shared_knowledge.py checks each
+# client's copy against these). The include globs when none are given:
+DEFAULT_INCLUDE: tuple[str, ...] = ("**/*.vmd.py",)
+# What a client tells a user whose interpreter lacks vmd, before saying how to pick another:
+# `{python}` is the interpreter, `{checkout}` a vmd checkout's path (INSTALL_CHECKOUT, or the
+# spelling a client's messages already use; clients/README.md says which).
+INSTALL_HINT = (
+    "Install vmd into that interpreter from a checkout of the vmd repository: "
+    "`{python} -m pip install {checkout}` "
+    '(vmd is not on PyPI: the "vmd" there is an unrelated project).'
+)
+INSTALL_CHECKOUT = "path/to/vmd"
+
 EventType = Literal["add", "change", "unlink"]
 ChangeReason = Literal["watch", "code", "reload", "invalidate"]
 ErrorKind = Literal["error", "timeout", "crash", "refused"]
@@ -160,7 +173,7 @@ class InitializationOptions(Message, kw_only=True):
     """`initializationOptions` of `initialize`; every field is optional."""
 
     mode: Literal["serve", "build"] = "serve"
-    include: list[str] = msgspec.field(default_factory=lambda: ["**/*.vmd.py"])
+    include: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_INCLUDE))
     timeout_ms: int = 30000
     max_workers: int = 8
     progress_delay_ms: int = 500

@@ -17,6 +17,7 @@ import type { MessageConnection, ResponseError } from 'vscode-jsonrpc/node'
 import {
   BUSY,
   CHANGED,
+  INSTALL_HINT,
   INVALIDATE,
   LOAD,
   LOAD_MANY,
@@ -106,12 +107,11 @@ export function defaultPython(root: string, env: NodeJS.ProcessEnv = process.env
   return win ? 'python' : 'python3'
 }
 
+// The hint every client gives (protocol.ts), the checkout spelled `<path-to-vmd>` as in this
+// plugin's other messages, then how to point the plugin at another interpreter.
 function installHint(python: string): string {
-  return (
-    `Install vmd into that interpreter from a checkout of its repository: \`${python} -m pip install <path-to-vmd>\` ` +
-    '(vmd is not on PyPI: the "vmd" there is an unrelated project), ' +
-    'or point the plugin at one that has it: vmd({ python: "/path/to/python" }) or VMD_PYTHON=/path/to/python.'
-  )
+  const hint = INSTALL_HINT.replaceAll('{python}', () => python).replaceAll('{checkout}', '<path-to-vmd>')
+  return `${hint} Or point the plugin at one that has it: vmd({ python: "/path/to/python" }) or VMD_PYTHON=/path/to/python.`
 }
 
 // Backoff between restarts of a daemon that keeps dying; reset once one lives long enough.

@@ -4,6 +4,8 @@
  * or, worse, a setting silently ignored.
  */
 
+import { DEFAULT_INCLUDE } from './protocol.js'
+
 /** Options of the vmd Vite plugin; every one has a default. */
 export interface VmdOptions {
   /**
@@ -53,7 +55,7 @@ export function checkOptions(options: unknown): CheckedOptions {
   if (python !== undefined && (typeof python !== 'string' || python.trim() === '')) {
     throw new VmdOptionError(`option "python" must be the path or name of a Python interpreter, got ${describe(python)}`)
   }
-  const globs: unknown[] = include === undefined ? ['**/*.vmd.py'] : [include].flat()
+  const globs: unknown[] = include === undefined ? [...DEFAULT_INCLUDE] : [include].flat()
   if (globs.length === 0 || !globs.every((glob) => typeof glob === 'string' && glob.trim() !== '')) {
     throw new VmdOptionError(`option "include" must be a glob or a non-empty list of globs, got ${describe(include)}`)
   }

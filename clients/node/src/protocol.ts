@@ -3,6 +3,19 @@
  * Every field the daemon may omit is optional here, so newer daemons stay compatible.
  */
 
+/**
+ * The include globs when none are given: the daemon's default (`DEFAULT_INCLUDE` in
+ * vmd/protocol.py), declared once for every client (see `clients/README.md`).
+ */
+export const DEFAULT_INCLUDE = ['**/*.vmd.py'] as const
+
+/**
+ * What a client tells a user whose interpreter lacks vmd, before saying how to pick another
+ * (`INSTALL_HINT` in vmd/protocol.py): `{python}` is the interpreter, `{checkout}` the path of a
+ * vmd checkout.
+ */
+export const INSTALL_HINT = 'Install vmd into that interpreter from a checkout of the vmd repository: `{python} -m pip install {checkout}` (vmd is not on PyPI: the "vmd" there is an unrelated project).'
+
 /** Method and notification names. */
 export const LOAD = 'vmd/load'
 export const LOAD_MANY = 'vmd/loadMany'

@@ -8,6 +8,7 @@ import {
   type DocumentSelector,
 } from 'vscode-languageclient/node';
 import { retargetLenses } from './preview';
+import { INSTALL_HINT } from './protocol';
 import { getSettings, initializationOptions, type Settings } from './settings';
 
 /**
@@ -25,12 +26,16 @@ export function checkPython(python: string, cwd?: string): Promise<string | unde
           + 'that has vmd installed.');
       } else {
         const why = String(stderr).trim().split('\n').pop() ?? String(error);
-        resolve(`vmd is not installed for ${python} (${why}). Install it from a checkout of its `
-          + `repository with "${python} -m pip install path/to/vmd" (the "vmd" on PyPI is an `
-          + 'unrelated project), or set "vmd.python" to another interpreter.');
+        resolve(`vmd is not installed for ${python} (${why}). ${installHint(python)} `
+          + 'Or set "vmd.python" to another interpreter.');
       }
     });
   });
+}
+
+// The hint every client gives (protocol.ts), the checkout spelled as the editors spell it.
+function installHint(python: string): string {
+  return INSTALL_HINT.replaceAll('{python}', () => python).replaceAll('{checkout}', 'path/to/vmd');
 }
 
 /** One daemon for the workspace, restartable; `client` is undefined while it is not running. */

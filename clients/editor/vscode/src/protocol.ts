@@ -14,6 +14,15 @@ export type PreviewResult = wire.PreviewResult;
 /** Result of `workspace/executeCommand` `vmd.reload`. */
 export type ReloadResult = wire.ReloadCommandResult;
 
+// Values must ship in the .vsix, which holds only this folder, so the Node client's constants
+// are declared again here, each typed as the Node client's: tsc fails the build if they differ.
+
+/** The include globs when none are given (`vmd.include`'s default in package.json too). */
+export const DEFAULT_INCLUDE: typeof wire.DEFAULT_INCLUDE = ['**/*.vmd.py'];
+
+/** How to install vmd into an interpreter: `{python}` and `{checkout}` are filled in. */
+export const INSTALL_HINT: typeof wire.INSTALL_HINT = 'Install vmd into that interpreter from a checkout of the vmd repository: `{python} -m pip install {checkout}` (vmd is not on PyPI: the "vmd" there is an unrelated project).';
+
 /** The server-side commands (they run in the daemon). */
 export const PREVIEW = 'vmd.preview';
 export const RELOAD = 'vmd.reload';

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { DEFAULT_INCLUDE } from './protocol';
 
 export interface Settings {
   /** The interpreter to run `-m vmd serve` with. */
@@ -13,11 +14,11 @@ export interface Settings {
 /** Read `vmd.*` settings for `folder`, resolving the interpreter. */
 export function getSettings(folder: vscode.WorkspaceFolder | undefined): Settings {
   const config = vscode.workspace.getConfiguration('vmd', folder?.uri);
-  const include = config.get<string[]>('include', ['**/*.vmd.py']);
+  const include = config.get<string[]>('include', [...DEFAULT_INCLUDE]);
   const timeoutMs = config.get<number>('timeoutMs', 30000);
   return {
     python: resolvePython(config.get<string>('python', ''), folder?.uri.fsPath),
-    include: Array.isArray(include) && include.length > 0 ? include : ['**/*.vmd.py'],
+    include: Array.isArray(include) && include.length > 0 ? include : [...DEFAULT_INCLUDE],
     timeoutMs: typeof timeoutMs === 'number' && timeoutMs > 0 ? timeoutMs : 30000,
   };
 }

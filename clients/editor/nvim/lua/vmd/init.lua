@@ -7,6 +7,7 @@
 -- fetches a module, and the `vmd/changed` notification says when to fetch it again.
 
 local globs = require('vmd.globs')
+local shared = require('vmd.shared')
 
 local M = {}
 
@@ -15,7 +16,7 @@ local api = vim.api
 
 M.options = {
   python = nil, -- nil: $VMD_PYTHON, else the nearest .venv from the root up, else python3
-  include = { '**/*.vmd.py' },
+  include = vim.deepcopy(shared.DEFAULT_INCLUDE),
   timeout_ms = 30000,
   root_markers = { 'pyproject.toml', 'package.json', '.git' },
   autostart = true,
@@ -125,8 +126,8 @@ local function explain_exit(python, code)
   -- vmd.cli, not vmd: the "vmd" on PyPI is an unrelated package.
   vim.fn.system({ python, '-c', 'import vmd.cli' })
   if vim.v.shell_error ~= 0 then
-    return ('vmd is not installed for %s: run `%s -m pip install path/to/vmd` (a checkout of its '
-      .. 'repository; the "vmd" on PyPI is an unrelated project).'):format(python, python)
+    return ('vmd is not installed for %s. %s Or set another with require("vmd").setup({ python = "..." }).')
+      :format(python, shared.install_hint(python))
   end
   return ('the daemon exited with code %d; see :LspLog.'):format(code)
 end
