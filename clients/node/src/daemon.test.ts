@@ -60,12 +60,13 @@ describe('Daemon', () => {
 
   test('a request a stuck daemon never answers fails with the method and the wait', async () => {
     const p = project({ 'a.vmd.py': 'def load(ctx):\n    return ""\n' })
-    const d = daemon(p, { timeoutMs: 100, answerGraceMs: 200 })
+    // The same limit holds for initialize: room for the daemon to start on a busy machine.
+    const d = daemon(p, { timeoutMs: 1500, answerGraceMs: 500 })
     await d.start()
     process.kill(d.pid!, 'SIGSTOP') // the real daemon, frozen: it reads nothing, answers nothing
     cleanups.push(() => void process.kill(d.pid!, 'SIGCONT'))
     const error = await d.load(p.path('a.vmd.py')).catch((e: Error) => e)
-    expect((error as Error).message).toBe('vmd: no answer to vmd/load: the daemon has sent nothing for 300 ms')
+    expect((error as Error).message).toBe('vmd: no answer to vmd/load: the daemon has sent nothing for 2000 ms')
   })
 
   test('loads queued behind slow runs are not given up on while the daemon keeps answering', async () => {
