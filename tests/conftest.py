@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from vmd import ipc
-from vmd.workers import WorkerPool
+from vmd.workers import ipc
+from vmd.workers.pool import WorkerPool
 
 
 class Workers:

@@ -4,7 +4,7 @@ import sys
 
 if sys.argv[1:2] == ["serve"]:
     # Before any other import: the first worker's interpreter starts alongside the daemon's.
-    from vmd import spawn
+    from vmd.workers import spawn
 
     spawn.start_early()
 

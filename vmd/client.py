@@ -2,7 +2,7 @@
 
 It spawns `python -m vmd serve` and speaks the same protocol as every other client (LSP base
 protocol over stdio, JSON-RPC 2.0), so scripts, tests and the CLI exercise exactly what the Vite
-adapter and editors do. Transport is kept apart from spawning (`Connection` only needs a pair
+adapter and editors do. Transport is kept apart from spawning (`DaemonConnection` only needs a pair
 of streams); when the daemon dies, every pending request fails with the reason and later calls
 fail fast (esbuild's `afterClose`).
 """
@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from vmd.errors import VmdError
-from vmd.jsonrpc import Connection, ConnectionClosed, ProtocolError, ResponseError, error_from
+from vmd.jsonrpc import ConnectionClosed, DaemonConnection, ProtocolError, ResponseError, error_from
 from vmd.protocol import (
     CHANGED,
     INVALIDATE,
@@ -143,7 +143,9 @@ class AsyncClient:
         self.on_notification: NotificationCallback | None = None
         self.initialize_result: Any = None
         self._subscribers: set[asyncio.Queue[ChangedParams | None]] = set()
-        self._conn = Connection(process.stdout, process.stdin, self._notified, self._requested)
+        self._conn = DaemonConnection(
+            process.stdout, process.stdin, self._notified, self._requested
+        )
         self._closing = False
         self._reader = asyncio.get_running_loop().create_task(self._read(), name="vmd.client")
 

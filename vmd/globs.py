@@ -13,7 +13,7 @@ import posixpath
 import re
 from functools import lru_cache
 
-from vmd.ipc import Sig
+from vmd.workers.ipc import Sig
 
 _MAGIC = re.compile(r"[*?\[]")
 

@@ -64,8 +64,9 @@ _encoder = msgspec.json.Encoder()
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 
 
-class Connection:
-    """JSON-RPC over one pair of LSP-framed streams: requests, responses, notifications."""
+class DaemonConnection:
+    """A client's end of a daemon: JSON-RPC over one pair of LSP-framed streams. (The daemon's
+    end of its client is `transport.ClientConnection`.)"""
 
     def __init__(
         self,

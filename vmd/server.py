@@ -25,7 +25,6 @@ import msgspec
 from vmd import __version__
 from vmd.diagnostics import DiagnosticSet
 from vmd.errors import VmdError
-from vmd.ipc import unsendable
 from vmd.lsp import PyglsBridge
 from vmd.options import parse_options
 from vmd.protocol import (
@@ -48,8 +47,9 @@ from vmd.protocol import (
     LoadParams,
     ReloadParams,
 )
-from vmd.spawn import EarlyWorker
-from vmd.transport import Connection
+from vmd.transport import ClientConnection
+from vmd.workers.ipc import unsendable
+from vmd.workers.spawn import EarlyProcess
 
 if TYPE_CHECKING:
     from vmd.service import Service
@@ -128,10 +128,10 @@ class VmdServer:
     """One client connection: routing, lifecycle, and the `Notifier` the service talks to."""
 
     def __init__(self) -> None:
-        self.conn = Connection(self.on_messages, self.on_input_closed, self.on_frame_error)
+        self.conn = ClientConnection(self.on_messages, self.on_input_closed, self.on_frame_error)
         self.lsp = PyglsBridge(self.conn.write, self)
         self.service: Service | None = None
-        self.early: EarlyWorker | None = None
+        self.early: EarlyProcess | None = None
         self.options = InitializationOptions()
         self.client = ClientInfo()
         self.diagnostics = DiagnosticSet()
@@ -568,7 +568,7 @@ async def _watch_parent(pid: int, server: VmdServer) -> None:
 async def _serve(in_fd: int, out_fd: int) -> int:
     server = VmdServer()
     # Its interpreter starts while we read `initialize` and import the rest of the daemon.
-    server.early = early = EarlyWorker()
+    server.early = early = EarlyProcess()
     await server.conn.open(in_fd, out_fd)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -17,12 +17,12 @@ from typing import Any, Protocol
 from vmd import globs
 from vmd.confine import parse_id
 from vmd.errors import LoaderError, VmdError
-from vmd.ipc import Done
 from vmd.protocol import ChangedParams, ChangeReason, FileEvent, InitializationOptions
-from vmd.spawn import EarlyWorker
 from vmd.store import Record, Store, rank
 from vmd.watch import Watcher
-from vmd.workers import WorkerPool
+from vmd.workers.ipc import Done
+from vmd.workers.pool import WorkerPool
+from vmd.workers.spawn import EarlyProcess
 
 log = logging.getLogger("vmd.service")
 
@@ -65,7 +65,7 @@ class Service:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    async def start(self, early: EarlyWorker | None = None) -> None:
+    async def start(self, early: EarlyProcess | None = None) -> None:
         """Get the warm spare ready (`early`: a worker process the daemon started at once)."""
         try:
             await self.pool.start(early)

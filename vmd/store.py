@@ -17,8 +17,8 @@ import msgspec
 from vmd import globs
 from vmd.confine import ModuleId
 from vmd.errors import VmdError
-from vmd.ipc import Done, Sig
 from vmd.protocol import ChangeReason, EventType, FileEvent, LoadResult
+from vmd.workers.ipc import Done, Sig
 
 SigFn = Callable[[str], Sig]
 _encoder = msgspec.json.Encoder()

@@ -121,7 +121,7 @@ class _FileWriter:
 
 
 class _Reader(asyncio.Protocol):
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: ClientConnection) -> None:
         self._conn = conn
 
     def data_received(self, data: bytes) -> None:
@@ -135,8 +135,9 @@ class _Reader(asyncio.Protocol):
         self._conn._closed()
 
 
-class Connection:
-    """Reads framed messages from `in_fd`, writes framed messages to `out_fd`.
+class ClientConnection:
+    """The daemon's end of its client's stdio: reads framed messages from `in_fd`, writes
+    framed messages to `out_fd`. (A client's end of a daemon is `jsonrpc.DaemonConnection`.)
 
     Writes made during one read burst are joined into a single write.
     """

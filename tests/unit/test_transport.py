@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vmd.transport import Connection, Framer, frame
+from vmd.transport import ClientConnection, Framer, frame
 
 
 def test_messages_split_across_reads_are_reassembled() -> None:
@@ -76,7 +76,7 @@ async def test_a_burst_is_handled_in_order_and_the_close_comes_after_it(tmp_path
         events.append("closed")
         closed.set()
 
-    conn = Connection(
+    conn = ClientConnection(
         lambda bodies: events.extend(bodies),
         on_close,
         lambda error: events.append(f"error: {error}"),

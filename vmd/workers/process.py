@@ -2,7 +2,7 @@
 timeouts, its log lines, and how it is stopped and reaped.
 
 Which worker runs which loader, the warm spare and eviction are the pool's business
-(`vmd.workers`); this module knows one process and nothing of the others.
+(`vmd.workers.pool`); this module knows one process and nothing of the others.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from vmd import ipc, spawn
+from vmd.workers import ipc, spawn
 
 logger = logging.getLogger("vmd.workers")
 
@@ -35,7 +35,7 @@ TIMED_OUT = Outcome("the run took longer than the timeout")
 REQUEUE = Outcome("the worker went away before the run reached it: run it elsewhere")
 
 
-class Worker:
+class WorkerProcess:
     """One worker process and what the daemon tracks about it.
 
     `on_log(loader, line)` gets every line it writes to stderr; `on_reload(id, data)` every
@@ -48,7 +48,7 @@ class Worker:
         timeout_ms: int,
         on_log: Callable[[str, str], None],
         on_reload: Callable[[str, Any], None],
-        on_idle_death: Callable[[Worker], None],
+        on_idle_death: Callable[[WorkerProcess], None],
     ) -> None:
         self.proc = proc
         self.pid = proc.pid

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from vmd import ipc, spawn, worker
 from vmd.errors import LoaderCrashed, LoaderTimeout
+from vmd.workers import ipc, process, spawn
 
 if TYPE_CHECKING:
     from conftest import Workers
@@ -220,15 +220,15 @@ async def test_timeout_points_at_the_loop_even_when_the_worker_is_slow_to_say_wh
     make_workers: Callable[..., Workers], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A saturated machine: the worker gets no CPU for a while just as it is asked where it is.
-    real_send = worker.Worker.send
+    real_send = process.WorkerProcess.send
 
-    def send_then_freeze(self: worker.Worker, msg: ipc.ToWorker) -> bool:
+    def send_then_freeze(self: process.WorkerProcess, msg: ipc.ToWorker) -> bool:
         if isinstance(msg, ipc.Dump):
             os.kill(self.pid, signal.SIGSTOP)
             asyncio.get_running_loop().call_later(0.5, _signal, self.pid, signal.SIGCONT)
         return real_send(self, msg)
 
-    monkeypatch.setattr(worker.Worker, "send", send_then_freeze)
+    monkeypatch.setattr(process.WorkerProcess, "send", send_then_freeze)
     harness = make_workers(timeout_ms=300)
     await harness.pool.start()
     loader = harness.write(
@@ -443,7 +443,7 @@ async def test_workers_die_when_the_daemon_is_killed(tmp_path: Path) -> None:
         textwrap.dedent(
             f"""
             import asyncio
-            from vmd.workers import WorkerPool
+            from vmd.workers.pool import WorkerPool
 
             async def main() -> None:
                 pool = WorkerPool(roots=[{str(tmp_path)!r}], mode="serve", timeout_ms=5000,

@@ -1,7 +1,7 @@
 """Messages between the daemon and its worker processes (msgpack, length-prefixed).
 
 Kept apart from `vmd.protocol` because this is private to one daemon and its workers and may
-change freely; the worker imports only this, `vmd.loader`, `vmd.globs` and the loader API.
+change freely; the worker imports only this, `vmd.workers.main`, `vmd.globs` and the loader API.
 """
 
 from __future__ import annotations

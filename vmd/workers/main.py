@@ -1,4 +1,4 @@
-"""What runs inside a worker process (`python -m vmd.loader`): one loader file, fresh code.
+"""The worker's main program (`python -m vmd.workers.main`): one loader file, fresh code.
 
 A worker hosts one loader file, with one instance (Context, setup, cleanup) per module id, and
 is thrown away when that code changes: Python cannot unload modules, so a fresh process is the
@@ -7,7 +7,7 @@ the worker records what it depended on: project-local modules (a `sys.meta_path`
 also compiles them from source so a stale `.pyc` never runs) and files it read (an `open` audit
 hook), so the daemon knows what to watch even when the run failed.
 
-Talks to the daemon with `vmd.ipc` frames over a duplicate of the original stdout; fd 1 itself
+Talks to the daemon with `ipc` frames over a duplicate of the original stdout; fd 1 itself
 points at stderr before any user code runs, so nothing a loader prints reaches the protocol.
 Imports only the stdlib, msgspec and light vmd modules: start-up time is a code change's latency.
 """
@@ -30,9 +30,10 @@ from typing import Any
 
 import msgspec
 
-from vmd import capture, globs, ipc
-from vmd.capture import Capture, SourceLoader
+from vmd import globs
 from vmd.context import Context, Event
+from vmd.workers import capture, ipc
+from vmd.workers.capture import Capture, FromSource
 
 _RESULT_HINT = 'expected a str or a dict with "code" (str) and optional "map" (dict | str | None)'
 
@@ -58,8 +59,9 @@ class _Instance:
         self.setup_deps = setup_deps
 
 
-class _Worker:
-    """The worker's state: the assigned loader, its instances and the captured dependencies."""
+class _Host:
+    """What this process hosts: the assigned loader file, its instances and the dependencies
+    captured for them."""
 
     def __init__(self, proto_in: int, proto_out: int) -> None:
         self._in = proto_in
@@ -224,7 +226,7 @@ class _Worker:
         importlib.invalidate_caches()
         self._imports += 1
         name = f"__vmd_loader_{self._imports}__"
-        loader = SourceLoader(name, self.loader)
+        loader = FromSource(name, self.loader)
         spec = importlib.util.spec_from_file_location(name, self.loader, loader=loader)
         assert spec is not None
         module = importlib.util.module_from_spec(spec)
@@ -491,10 +493,10 @@ def main() -> None:
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]
     sys.dont_write_bytecode = True
-    worker = _Worker(proto_in, proto_out)
-    worker.send(ipc.Ready(pid=os.getpid()))
-    threading.Thread(target=worker.read_commands, name="vmd-commands", daemon=True).start()
-    worker.serve()
+    host = _Host(proto_in, proto_out)
+    host.send(ipc.Ready(pid=os.getpid()))
+    threading.Thread(target=host.read_commands, name="vmd-commands", daemon=True).start()
+    host.serve()
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """The worker pool: which process runs which loader, the warm spare, eviction, replacement.
 
-Each loader file gets its own worker process (`python -m vmd.loader`, see `vmd.loader`), kept
-while its code is unchanged so a data change does not re-pay the loader's imports, and replaced
-when the code changes: a fresh process is the only way to unload Python code and keep memory
-flat. Serving, a warm spare is always waiting so a code change does not wait for interpreter
+Each loader file gets its own worker process (`python -m vmd.workers.main`), kept while its
+code is unchanged so a data change does not re-pay the loader's imports, and replaced when the
+code changes: a fresh process is the only way to unload Python code and keep memory flat.
+Serving, a warm spare is always waiting so a code change does not wait for interpreter
 start-up. Workers live in their own process group so a timeout kills whatever a loader spawned,
-too. One process's pipes, runs and timeouts are `vmd.worker`'s; starting one is `vmd.spawn`'s.
+too. One process's pipes, runs and timeouts are `process`'s; starting one is `spawn`'s.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from vmd import ipc, spawn
-from vmd.capture import Locality
 from vmd.errors import LoaderCrashed, LoaderTimeout
-from vmd.worker import REQUEUE, TIMED_OUT, Outcome, Worker
+from vmd.workers import ipc, spawn
+from vmd.workers.capture import Locality
+from vmd.workers.process import REQUEUE, TIMED_OUT, Outcome, WorkerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -67,19 +67,19 @@ class WorkerPool:
         self._on_log = on_log
         self._on_reload = on_reload
         # loader path -> its worker, least recently used first (eviction order).
-        self._workers: collections.OrderedDict[str, Worker] = collections.OrderedDict()
+        self._workers: collections.OrderedDict[str, WorkerProcess] = collections.OrderedDict()
         # Every process not yet reaped (assigned, spare, retiring), for kill_all().
-        self._live: dict[int, Worker] = {}
-        self._spare: asyncio.Task[Worker] | None = None
+        self._live: dict[int, WorkerProcess] = {}
+        self._spare: asyncio.Task[WorkerProcess] | None = None
         self._assign_lock = asyncio.Lock()
-        self._assigning: dict[str, asyncio.Future[Worker]] = {}
+        self._assigning: dict[str, asyncio.Future[WorkerProcess]] = {}
         # Background retirements, kept so close() can finish them and nothing is collected early.
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
     # -- public API ----------------------------------------------------------------------------
 
-    async def start(self, early: spawn.EarlyWorker | None = None) -> None:
+    async def start(self, early: spawn.EarlyProcess | None = None) -> None:
         """Start the warm spare worker (adopting `early` if it was started in our folder) and
         wait until it is ready."""
         if self._spare is None:
@@ -158,7 +158,7 @@ class WorkerPool:
 
     # -- workers ---------------------------------------------------------------------------
 
-    async def _worker_for(self, loader: str, id: str) -> Worker:
+    async def _worker_for(self, loader: str, id: str) -> WorkerProcess:
         if self._closed:
             raise LoaderCrashed("vmd is shutting down", id=id, file=loader, line=1)
         worker = self._workers.get(loader)
@@ -180,7 +180,7 @@ class WorkerPool:
                 f"could not start a worker process: {exc}", id=id, file=loader, line=1
             ) from exc
 
-    async def _assign(self, loader: str) -> Worker:
+    async def _assign(self, loader: str) -> WorkerProcess:
         async with self._assign_lock:  # one spare taken at a time
             worker = self._workers.get(loader)
             if worker is not None and worker.usable:
@@ -194,13 +194,13 @@ class WorkerPool:
             self._evict()
             return worker
 
-    def _assigned(self, loader: str, future: asyncio.Future[Worker]) -> None:
+    def _assigned(self, loader: str, future: asyncio.Future[WorkerProcess]) -> None:
         if self._assigning.get(loader) is future:
             del self._assigning[loader]
         if not future.cancelled():
             future.exception()  # retrieved: the waiters that are left report it
 
-    async def _take_spare(self) -> Worker:
+    async def _take_spare(self) -> WorkerProcess:
         """Take the warm spare, or start a worker; one retry if it failed.
 
         Serving, the spare is replaced at once, so a code change never waits for an
@@ -226,7 +226,7 @@ class WorkerPool:
                 return worker
         raise RuntimeError(f"no worker process could start: {error}")
 
-    def _new_spare(self, early: spawn.EarlyWorker | None = None) -> asyncio.Task[Worker]:
+    def _new_spare(self, early: spawn.EarlyProcess | None = None) -> asyncio.Task[WorkerProcess]:
         task = asyncio.create_task(self._spawn(early))
         # A spare nobody takes (closing) must not log "exception was never retrieved".
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -245,13 +245,13 @@ class WorkerPool:
             self._in_background(self._retire(worker))
             excess -= 1
 
-    async def _spawn(self, early: spawn.EarlyWorker | None = None) -> Worker:
+    async def _spawn(self, early: spawn.EarlyProcess | None = None) -> WorkerProcess:
         proc = await early.take(self._cwd) if early is not None else None
         if early is not None and proc is None:
             self._in_background(early.close())  # started in another folder
         if proc is None:
             proc = await spawn.start_worker(self._cwd)
-        worker = Worker(
+        worker = WorkerProcess(
             proc,
             timeout_ms=self._timeout_ms,
             on_log=self._on_log,
@@ -271,7 +271,7 @@ class WorkerPool:
 
     async def _run_on(
         self,
-        worker: Worker,
+        worker: WorkerProcess,
         loader: str,
         id: str,
         query: dict[str, str],
@@ -289,7 +289,7 @@ class WorkerPool:
             raise await self._crashed(worker, loader, id)
         return result
 
-    async def _timed_out(self, worker: Worker, loader: str, id: str) -> LoaderTimeout:
+    async def _timed_out(self, worker: WorkerProcess, loader: str, id: str) -> LoaderTimeout:
         self._forget(worker)
         stack = await worker.stack(_STACK_WAIT)
         await self._reap(worker)
@@ -302,7 +302,7 @@ class WorkerPool:
             traceback=stack.traceback if stack else "",
         )
 
-    async def _crashed(self, worker: Worker, loader: str, id: str) -> LoaderCrashed:
+    async def _crashed(self, worker: WorkerProcess, loader: str, id: str) -> LoaderCrashed:
         self._forget(worker)
         await self._reap(worker)  # also drains stderr, so faulthandler's report is complete
         code = worker.proc.returncode
@@ -329,19 +329,19 @@ class WorkerPool:
             traceback="\n".join(worker.fault or ()),
         )
 
-    def _died_idle(self, worker: Worker) -> None:
+    def _died_idle(self, worker: WorkerProcess) -> None:
         """Died with no run in flight (a setup thread crashed it, or it was killed)."""
         self._forget(worker)
         self._in_background(self._reap(worker))
 
-    def _forget(self, worker: Worker) -> None:
+    def _forget(self, worker: WorkerProcess) -> None:
         worker.retired = True
         if self._workers.get(worker.loader) is worker:
             del self._workers[worker.loader]
 
     # -- stopping --------------------------------------------------------------------------
 
-    async def _retire(self, worker: Worker, *, after_run: bool = True) -> None:
+    async def _retire(self, worker: WorkerProcess, *, after_run: bool = True) -> None:
         """Stop (after the run in flight unless closing) so cleanups run; SIGKILL the group
         after a short grace; reap."""
         try:
@@ -351,7 +351,7 @@ class WorkerPool:
         finally:
             await self._reap(worker)
 
-    async def _reap(self, worker: Worker) -> None:
+    async def _reap(self, worker: WorkerProcess) -> None:
         """Kill the process group, wait for the process and its pipes; forget the worker."""
         try:
             await worker.reap(_REAP_TIMEOUT)

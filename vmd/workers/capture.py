@@ -14,10 +14,11 @@ from collections.abc import Iterable, Sequence
 from types import CodeType, ModuleType
 from typing import Any
 
-from vmd import globs, ipc
+from vmd import globs
+from vmd.workers import ipc
 
 # The vmd package itself is never project code, even when the project is vmd.
-_PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # vmd/
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC
 _WRITE_MODES = frozenset("wax+")
 
@@ -132,7 +133,7 @@ class Capture:
             pass
 
 
-class SourceLoader(importlib.machinery.SourceFileLoader):
+class FromSource(importlib.machinery.SourceFileLoader):
     """Compiles from source every time: CPython trusts a `.pyc` whose source has the same size
     and whole-second mtime, so a quick same-size edit would otherwise run stale code."""
 
@@ -143,7 +144,7 @@ class SourceLoader(importlib.machinery.SourceFileLoader):
 
 class _Finder:
     """A `sys.meta_path` finder placed just before PathFinder: resolves like PathFinder, swaps in
-    `SourceLoader` for project-local modules and records them (and failed lookups) as code deps."""
+    `FromSource` for project-local modules and records them (and failed lookups) as code deps."""
 
     def __init__(self, capture: Capture) -> None:
         self._capture = capture
@@ -164,7 +165,7 @@ class _Finder:
         ):
             origin = os.path.abspath(origin)
             capture.code_deps[origin] = globs.signature(origin)
-            spec.loader = SourceLoader(fullname, origin)
+            spec.loader = FromSource(fullname, origin)
             package = spec.submodule_search_locations is not None
             found_in = os.path.dirname(os.path.dirname(origin) if package else origin)
             capture.record_candidates(fullname, path, found_in)

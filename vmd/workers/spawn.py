@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         async def wait(self) -> int: ...
 
 
-_VMD_PARENT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+_VMD_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 _early: tuple[subprocess.Popen[bytes], str] | None = None
 
 
@@ -48,7 +48,7 @@ def worker_command() -> list[str]:
     # -P (3.11+): do not put the cwd (the project root) first on sys.path, where a
     # project's own `vmd` folder would shadow this package.
     flags = ["-P"] if sys.version_info >= (3, 11) else []
-    return [sys.executable, *flags, "-m", "vmd.loader"]
+    return [sys.executable, *flags, "-m", "vmd.workers.main"]
 
 
 def worker_env() -> dict[str, str]:
@@ -74,7 +74,7 @@ def start_early() -> None:
 
 
 async def start_worker(cwd: str | None) -> asyncio.subprocess.Process:
-    """Start `python -m vmd.loader` in `cwd` (None: ours), in its own session (so a timeout
+    """Start `python -m vmd.workers.main` in `cwd` (None: ours), in its own session (so a timeout
     can kill the whole group), with the protocol on stdin/stdout and its logs on stderr."""
     import asyncio
 
@@ -164,7 +164,7 @@ class _PipeWriter:
         return self._transport.is_closing()
 
 
-class EarlyWorker:
+class EarlyProcess:
     """The daemon's first worker process: the one `start_early()` started, or one started now.
     Handed to the first pool that asks for a worker in the same folder; `close` stops it
     otherwise."""
