@@ -158,15 +158,6 @@ def test_the_vscode_extension_uses_them() -> None:
         assert "pip install" not in text, path
 
 
-def test_the_vscode_extension_compiles_without_the_node_client() -> None:
-    """Type-only imports vanish: nothing compiled into the .vsix loads the Node client."""
-    out = VSCODE / "out" / "src"
-    if not out.is_dir():
-        pytest.skip("the extension is not compiled (npm test in clients/editor/vscode)")
-    for path in out.glob("*.js"):
-        assert "node/src" not in path.read_text(encoding="utf-8"), path
-
-
 # -- the Neovim plugin ---------------------------------------------------------------------
 
 
