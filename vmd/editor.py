@@ -37,7 +37,7 @@ from vmd.protocol import (
     PreviewResult,
     ReloadCommandResult,
 )
-from vmd.store import Record
+from vmd.store import Outcome
 
 if TYPE_CHECKING:
     from vmd.server import VmdServer
@@ -127,9 +127,9 @@ class EditorFeatures:
         if params.id in self.previewed and self._supports("workspace", "textDocumentContent"):
             self._fire("workspace/textDocumentContent/refresh", {"uri": id_to_uri(params.id)})
 
-    def finished(self, rec: Record) -> None:
+    def finished(self, outcome: Outcome) -> None:
         """A run ended: a first run of a new id adds a code lens to its loader."""
-        if rec.version == 1 and self._supports("workspace", "codeLens", "refreshSupport"):
+        if outcome.version == 1 and self._supports("workspace", "codeLens", "refreshSupport"):
             self._fire("workspace/codeLens/refresh", None)
 
     # -- handlers --------------------------------------------------------------------------
@@ -151,7 +151,7 @@ class EditorFeatures:
         id = target_to_id(args[0])
         self.previewed.add(id)
         try:
-            rec = await self._service().load(id)
+            out = await self._service().load(id)
         except VmdError as exc:
             if exc.kind == "refused":
                 self.previewed.discard(id)
@@ -159,9 +159,9 @@ class EditorFeatures:
             failed = PreviewResult(id=id, uri=id_to_uri(id), error=exc.to_data(),
                                    text=_error_text(id, exc))
             return _builtins(failed)
-        assert rec.result is not None
-        done = PreviewResult(id=id, uri=id_to_uri(id), code=rec.result.code, version=rec.version,
-                             text=rec.result.code)
+        assert out.result is not None
+        done = PreviewResult(id=id, uri=id_to_uri(id), code=out.result.code, version=out.version,
+                             text=out.result.code)
         return _builtins(done)
 
     async def reload(self, *args: Any) -> dict[str, Any]:
@@ -237,17 +237,17 @@ class EditorFeatures:
     def known_ids(self, path: str) -> list[str]:
         """Ids this daemon has loaded (or previewed) for the loader at `path`, bare id first."""
         real = os.path.realpath(path)
-        ids = {rec.id for rec in self._service().store.records.values() if rec.loader == real}
+        ids = set(self._service().ids_of(real))
         ids |= {i for i in self.previewed if os.path.realpath(i.partition("?")[0]) == real}
         return sorted(ids, key=lambda i: ("?" in i, i))
 
     async def _text(self, id: str) -> str:
         try:
-            rec = await self._service().load(id)
+            out = await self._service().load(id)
         except VmdError as exc:
             return _error_text(id, exc)
-        assert rec.result is not None
-        return rec.result.code
+        assert out.result is not None
+        return out.result.code
 
     def _runnable(self, path: str) -> bool:
         from vmd.confine import parse_id

@@ -13,20 +13,9 @@ import posixpath
 import re
 from functools import lru_cache
 
-from vmd.workers.ipc import Sig
+from vmd.filestate import Sig, signature
 
 _MAGIC = re.compile(r"[*?\[]")
-
-
-def signature(path: str) -> Sig:
-    """The stat signature of `path` (following symlinks), None if it does not exist."""
-    try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
 
 def absolute(pattern: str, folder: str) -> str:

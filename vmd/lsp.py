@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from vmd.editor import EditorFeatures
     from vmd.protocol import ChangedParams
     from vmd.server import VmdServer
-    from vmd.store import Record
+    from vmd.store import Outcome
 
 log = logging.getLogger("vmd.lsp")
 
@@ -65,10 +65,10 @@ class PyglsBridge:
         if self._editor is not None:
             self._editor.changed(params)
 
-    def finished(self, rec: Record) -> None:
+    def finished(self, outcome: Outcome) -> None:
         """A module's run ended."""
         if self._editor is not None:
-            self._editor.finished(rec)
+            self._editor.finished(outcome)
 
     def remember_initialize(self, params: dict[str, Any]) -> None:
         self._initialize = params

@@ -53,7 +53,7 @@ from vmd.workers.spawn import EarlyProcess
 
 if TYPE_CHECKING:
     from vmd.service import Service
-    from vmd.store import Record
+    from vmd.store import Outcome
 
 log = logging.getLogger("vmd.server")
 
@@ -330,7 +330,7 @@ class VmdServer:
             ids = service.invalidate(id=params.id, path=params.path)
             self._result(msg_id, _encoder.encode(InvalidateResult(ids=ids)))
 
-    async def _answer(self, msg_id: bytes, id: str, work: Awaitable[Record]) -> None:
+    async def _answer(self, msg_id: bytes, id: str, work: Awaitable[Outcome]) -> None:
         with self._busy():
             key, value = await self._outcome(id, work)
         self.conn.send(b'{"jsonrpc":"2.0","id":%s,"%s":%s}' % (msg_id, key, value))
@@ -386,24 +386,24 @@ class VmdServer:
 
         return await asyncio.gather(*(one(id) for id in ids))
 
-    async def _outcome(self, id: str, work: Awaitable[Record]) -> tuple[bytes, bytes]:
+    async def _outcome(self, id: str, work: Awaitable[Outcome]) -> tuple[bytes, bytes]:
         """How loading `id` ended: `(b"result", LoadResult)` or `(b"error", error object)`,
         both encoded, whatever happened (a bug must still answer, not leave it hanging)."""
         window = self.client.capabilities.get("window") or {}
         try:
             # Only a client that shows progress pays for watching the clock (a build does not).
-            rec = await (self._with_progress(work, id) if window.get("workDoneProgress") else work)
+            done = await (self._with_progress(work, id) if window.get("workDoneProgress") else work)
         except VmdError as exc:
             return b"error", _error_object(exc.code, str(exc), _encoder.encode(exc.to_data()))
         except Exception as exc:
             log.exception("internal error answering %s", id)
             return b"error", _error_object(INTERNAL_ERROR, f"internal error: {exc}")
-        assert rec.encoded is not None
-        return b"result", rec.encoded
+        assert done.encoded is not None
+        return b"result", done.encoded
 
-    async def _with_progress(self, work: Awaitable[Record], id: str) -> Record:
+    async def _with_progress(self, work: Awaitable[Outcome], id: str) -> Outcome:
         """`work`'s result; a run slower than `progressDelayMs` shows as LSP work-done progress."""
-        task: asyncio.Future[Record] = asyncio.ensure_future(work)
+        task: asyncio.Future[Outcome] = asyncio.ensure_future(work)
         done, _ = await asyncio.wait({task}, timeout=self.options.progress_delay_ms / 1000)
         if not done:
             await self._progress_while(task, id)
@@ -453,11 +453,11 @@ class VmdServer:
         self.notify(CHANGED, params)
         self.lsp.changed(params)  # refresh vmd: preview documents
 
-    def finished(self, rec: Record) -> None:
-        self.lsp.finished(rec)
+    def finished(self, outcome: Outcome) -> None:
+        self.lsp.finished(outcome)
         if self.shutdown_requested or self.stopped.is_set():
             return  # runs cut short by the shutdown: no problem in the user's files to show
-        files = self.diagnostics.update(rec.id, rec.loader, rec.error)
+        files = self.diagnostics.update(outcome.id, outcome.loader, outcome.error)
         if files and self._publish_at is None:
             loop = asyncio.get_running_loop()
             self._publish_at = loop.call_later(_PUBLISH_DELAY, self._publish_diagnostics)

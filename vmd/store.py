@@ -1,12 +1,17 @@
-"""Module records and the invalidation graph: which module depends on which file.
+"""Module records and change detection: what each module depends on, and what a change makes stale.
 
-Pure bookkeeping: no processes, no protocol. File state comes in through the `signature`
-function the caller passes, so the whole module is testable with a fake file system.
+The store is the only writer of module state. Pure bookkeeping: no processes, no protocol, no
+clock. File state comes in through a `FileState` (`vmd.filestate`), so the whole module is
+testable with a fake file system; a loader whose code changed is reported through
+`on_code_changed` (the worker pool decides what that means for its processes).
+
+A module's life, as the service drives it: `add` (first asked for), `mark_stale` (a change, a
+reload), `begin` (a run, or a burst of runs, is under way), `take_run` (one run starts: what it
+is for), `record_run` (its outcome), `still_dirty` (run again?), `finish` (the burst is over).
 """
 
 from __future__ import annotations
 
-import os
 import posixpath
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,10 +22,10 @@ import msgspec
 from vmd import globs
 from vmd.confine import ModuleId
 from vmd.errors import VmdError
-from vmd.protocol import ChangeReason, EventType, FileEvent, LoadResult
-from vmd.workers.ipc import Done, Sig
+from vmd.filestate import DISK, FileState, Sig
+from vmd.protocol import ChangedParams, ChangeReason, EventType, FileEvent, LoadResult
+from vmd.workers.ipc import Done
 
-SigFn = Callable[[str], Sig]
 _encoder = msgspec.json.Encoder()
 
 # When several reasons made a module stale, the notification names the strongest.
@@ -32,15 +37,50 @@ def rank(reason: ChangeReason) -> int:
     return _RANK[reason]
 
 
-@dataclass(eq=False)
-class Record:
-    """Everything vmd knows about one module id."""
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A module's latest output as handed out: never the live record.
 
-    mid: ModuleId
+    Exactly one of `result` (with `encoded`, its JSON, so a cached load costs no encoding) and
+    `error` is set once the module has run; neither before, or after an invalidate."""
+
+    id: str
+    loader: str
     version: int = 0
     result: LoadResult | None = None
-    encoded: bytes | None = None  # `result` as JSON, so a cached load costs no encoding
+    encoded: bytes | None = None
     error: VmdError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """What marking a module stale asks of the service: tell clients (`changed`), and start a
+    run (`start`: none was under way; the record counts as running from now on)."""
+
+    id: str
+    changed: ChangedParams | None
+    start: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunInput:
+    """What one run is for, taken as it starts."""
+
+    events: list[tuple[str, str]]  # (type, path relative to the loader's folder)
+    data: Any
+    # What the run is for with its signature now (see `Store.take_run`); None: nothing pending.
+    seen: dict[str, Sig] | None
+    # The id as confined by the request that created the record, for its first run; None:
+    # confine it again (a symlink may have moved).
+    confined: ModuleId | None
+
+
+@dataclass(eq=False)
+class Record:
+    """Everything vmd knows about one module id. Written by `Store` only."""
+
+    mid: ModuleId
+    outcome: Outcome
     fresh: bool = False
     # What the last run depended on, with signatures as that run saw them (kept on failure).
     globs: list[str] = field(default_factory=list)
@@ -53,11 +93,10 @@ class Record:
     pending: dict[str, EventType] = field(default_factory=dict)
     reasons: set[ChangeReason] = field(default_factory=set)
     data: Any = None
-    code_changed: bool = False
+    # The loader's code changed while a run was under way: run again whatever it saw.
+    ran_old_code: bool = False
     dirty: bool = False  # something changed while a run was under way
-    running: Any = None  # the service's task while a run (or a burst of runs) is under way
-    # `mid` was confined just now, by the request that created the record: its first run may
-    # use it as is. Every later run confines the id again (a symlink may have moved).
+    running: bool = False  # a run (or a burst of runs) is under way
     just_confined: bool = False
 
     @property
@@ -72,9 +111,9 @@ class Record:
     def folder(self) -> str:
         return posixpath.dirname(self.mid.real)
 
-    def reason(self) -> ChangeReason:
-        """The strongest pending reason (what `vmd/changed` reports)."""
-        return max(self.reasons, key=rank, default="watch")
+    @property
+    def version(self) -> int:
+        return self.outcome.version
 
     def dependency_paths(self) -> list[str]:
         """Absolute files the output depends on, for `LoadResult.dependencies`: only files that
@@ -82,12 +121,6 @@ class Record:
         such as Vite's `addWatchFile` cannot take a path that does not exist)."""
         tables = (self.code_deps, self.instance_deps, self.data_deps)
         return sorted({p for table in tables for p, s in table.items() if s is not None})
-
-    def glob_dirs(self) -> list[str]:
-        """Existing folders the `watch` globs look in (`LoadResult.watch_dirs`): the literal
-        base of each glob that has wildcards (a plain path is a file, listed in watch_files)."""
-        out = {globs.split(p)[0] for p in self.globs if globs.has_magic(p)}
-        return sorted(d for d in out if os.path.isdir(d))
 
     def known(self, path: str) -> Sig:
         """The signature this record last saw for `path` (None: absent or never seen)."""
@@ -108,6 +141,10 @@ class Record:
         loader, its local imports, and files read while importing or in `setup`."""
         return path in self.code_deps or path in self.instance_deps
 
+    def is_walked_folder(self, path: str) -> bool:
+        """Whether `path` is a folder the globs walked (a file may come or go in it)."""
+        return path in self.watched and path not in self.watched_files
+
     def event_for(self, path: str, now: Sig) -> FileEvent | None:
         """Classify a change of `path` by comparing what the last run saw with the file now."""
         before = self.known(path)
@@ -122,28 +159,271 @@ class Record:
 class Store:
     """All module records, indexed by id and by the files they depend on."""
 
-    def __init__(self) -> None:
-        self.records: dict[str, Record] = {}
+    def __init__(
+        self,
+        files: FileState = DISK,
+        on_code_changed: Callable[[str], None] = lambda loader: None,
+    ) -> None:
+        self.files = files
+        self._on_code_changed = on_code_changed
+        self._records: dict[str, Record] = {}
         # exact path -> ids depending on it (code deps, data deps, watched files and folders)
         self._by_path: dict[str, set[str]] = {}
         # absolute glob pattern -> ids watching it
         self._by_glob: dict[str, set[str]] = {}
 
-    def get(self, id: str) -> Record | None:
-        return self.records.get(id)
+    # -- reading -----------------------------------------------------------------------------
 
-    def add(self, mid: ModuleId) -> Record:
-        rec = self.records.get(mid.id)
-        if rec is None:
-            rec = self.records[mid.id] = Record(mid, just_confined=True)
-        return rec
+    def __contains__(self, id: str) -> bool:
+        return id in self._records
 
-    def by_loader(self, loader: str) -> list[Record]:
-        return [r for r in self.records.values() if r.loader == loader]
+    def outcome(self, id: str) -> Outcome | None:
+        rec = self._records.get(id)
+        return rec.outcome if rec is not None else None
+
+    def loader(self, id: str) -> str:
+        return self._records[id].loader
+
+    def running(self, id: str) -> bool:
+        return self._records[id].running
+
+    def cached(self, id: str) -> bytes | None:
+        """The encoded result of a fresh module whose dependencies are unchanged on disk (the
+        stat re-check that keeps a load racing the watcher from serving stale output)."""
+        rec = self._records.get(id)
+        if rec is None or not rec.fresh or rec.running:
+            return None
+        encoded = rec.outcome.encoded
+        if encoded is None:
+            return None
+        sig = self.files.signature
+        for table in rec.tables():
+            for path, seen in table.items():
+                if sig(path) != seen:
+                    return None
+        return encoded
+
+    def needs_run(self, id: str) -> bool:
+        """Whether a load must wait for a run: the output is stale, or a run is under way."""
+        rec = self._records[id]
+        return not rec.fresh or rec.running
+
+    def version(self, id: str) -> int:
+        """The version of `id`'s latest output (0: none yet, or an id that was refused)."""
+        rec = self._records.get(id)
+        return rec.version if rec is not None else 0
+
+    def settled(self, id: str, version: int) -> bool:
+        """Whether `id`'s output at `version` is still current: no run under way or since,
+        and not reported stale."""
+        rec = self._records.get(id)
+        return rec is None or (rec.version == version and rec.fresh and not rec.running)
+
+    def ids_of(self, loader: str) -> list[str]:
+        """The ids of every module of the loader at real path `loader`."""
+        return [r.id for r in self._records.values() if r.loader == loader]
+
+    def ids(self) -> list[str]:
+        return list(self._records)
+
+    def targets(self) -> set[tuple[str, bool]]:
+        """What the watcher must watch: glob bases (recursive when the glob needs it) and every
+        dependency file, present or missing."""
+        out: set[tuple[str, bool]] = set()
+        for pattern in self._by_glob:
+            out.add((globs.split(pattern)[0], globs.is_recursive(pattern)))
+        for path in self._by_path:
+            out.add((path, False))
+        return out
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def add(self, mid: ModuleId) -> None:
+        """A module first asked for; `mid` was confined just now, so its first run may use it."""
+        if mid.id not in self._records:
+            self._records[mid.id] = Record(
+                mid, Outcome(id=mid.id, loader=mid.real), just_confined=True
+            )
+
+    def mark_dirty(self, id: str) -> None:
+        """A load arrived while a run is under way: once it ends, compare with what it saw (see
+        `still_dirty`). The signatures of the previous run would report its own inputs again,
+        and a code change would replace the fresh worker a second time."""
+        self._records[id].dirty = True
+
+    def reload(self, id: str, data: Any, *, notify: bool = True) -> Mark:
+        """Re-run with `ctx.data = data` (a `vmd/reload`, or `ctx.reload()` in the loader)."""
+        self._records[id].data = data
+        return self.mark_stale(id, "reload", [], notify=notify)
+
+    def invalidate(self, *, id: str | None = None, path: str | None = None
+                   ) -> tuple[list[str], list[Mark]]:
+        """Drop cached output of `id`, or of every module depending on `path` (normalised,
+        absolute). Returns the ids dropped and what to tell clients."""
+        recs: list[Record] = []
+        if id is not None and (rec := self._records.get(id)) is not None:
+            recs.append(rec)
+        if path is not None:
+            for rec, kind in self._affected(path):
+                if kind == "code":
+                    self._code_changed(rec.loader)
+                recs.append(rec)
+            real = self.files.realpath(path)
+            for rec in [r for r in self._records.values() if r.loader == real]:
+                self._code_changed(rec.loader)
+                recs.append(rec)
+        out: list[str] = []
+        marks: list[Mark] = []
+        for rec in dict.fromkeys(recs):
+            if rec.running:
+                rec.reasons.add("invalidate")  # the burst runs once more (still_dirty)
+            elif rec.outcome.result is not None or rec.outcome.error is not None:
+                rec.outcome = Outcome(id=rec.id, loader=rec.loader, version=rec.version)
+                rec.fresh = False
+                changed = ChangedParams(id=rec.id, version=rec.version, reason="invalidate")
+                marks.append(Mark(rec.id, changed, start=False))
+            else:
+                continue  # nothing cached (never run, or invalidated already): nothing to drop
+            out.append(rec.id)
+        return out, marks
+
+    # -- change detection --------------------------------------------------------------------
+
+    def on_paths_changed(self, paths: Iterable[str]) -> list[Mark]:
+        """`paths` changed on disk (the watcher or a client said so): mark every module whose
+        inputs really changed. Signatures decide, so a change reported twice counts once."""
+        per_record: dict[Record, tuple[set[ChangeReason], list[FileEvent]]] = {}
+        rediff: set[Record] = set()
+        for path in paths:
+            now = self.files.signature(path)
+            for rec, kind in self._affected(path):
+                ev = rec.event_for(path, now)
+                if ev is None:
+                    continue
+                if kind == "code" and not rec.running:
+                    # A run under way may have seen this very change (a client's hint came
+                    # first): still_dirty compares with what it saw before replacing its worker.
+                    self._code_changed(rec.loader)
+                reasons, events = per_record.setdefault(rec, (set(), []))
+                reasons.add(kind)
+                events.append(ev)
+            # A folder a glob walked changed: files may have come or gone inside it.
+            for rec in self._records.values():
+                if rec.is_walked_folder(path):
+                    rediff.add(rec)
+        for rec in rediff:
+            events = self._glob_diff(rec)
+            if events:
+                reasons, evs = per_record.setdefault(rec, (set(), []))
+                reasons.add("watch")
+                evs.extend(e for e in events if e not in evs)
+        marks: list[Mark] = []
+        for rec, (reasons, events) in per_record.items():
+            rec.reasons |= reasons
+            marks.append(self.mark_stale(rec.id, max(reasons, key=rank), events))
+        return marks
+
+    def recheck(self, id: str, *, notify: bool = True) -> Mark | None:
+        """Stat what `id` depends on; if anything changed, mark it stale (None: nothing did).
+
+        This is what keeps a load that races the watcher from serving stale output."""
+        rec = self._records[id]
+        changed = self._changed_paths(rec)
+        if not changed:
+            return None
+        events: list[FileEvent] = []
+        reason: ChangeReason = "watch"
+        folders = [p for p in changed if rec.is_walked_folder(p)]
+        diff = self._glob_diff(rec) if folders else []
+        if len(folders) == len(changed) and not diff:
+            # Only a folder a glob walks changed (an editor's temporary file came and went, a
+            # file the globs do not match): nothing the loader sees did. Remember the folder
+            # as it is now, so the next load is served from memory again.
+            for path in folders:
+                rec.watched[path] = self.files.signature(path)
+            return None
+        for path in changed:
+            if path in folders:
+                continue
+            if rec.is_code(path):
+                reason = "code"
+                self._code_changed(rec.loader)
+            ev = rec.event_for(path, self.files.signature(path))
+            if ev is not None:
+                events.append(ev)
+        events.extend(e for e in diff if e not in events)
+        return self.mark_stale(id, reason, events, notify=notify)
+
+    def recheck_all(self) -> list[Mark]:
+        """Re-check every module that has run and is not running (after a watcher restart)."""
+        marks: list[Mark] = []
+        for rec in list(self._records.values()):
+            if rec.version > 0 and not rec.running:
+                mark = self.recheck(rec.id)
+                if mark is not None:
+                    marks.append(mark)
+        return marks
+
+    def mark_stale(
+        self, id: str, reason: ChangeReason, events: list[FileEvent], *, notify: bool = True
+    ) -> Mark:
+        """Record why `id` is stale. Clients hear of the fresh -> stale transition only (once
+        per burst); a run is started unless one is under way (it runs again, see still_dirty)."""
+        rec = self._records[id]
+        rec.reasons.add(reason)
+        for ev in events:
+            rec.pending[ev.path] = ev.type
+        if rec.running:
+            rec.dirty = True
+            return Mark(id, None, start=False)
+        # Output already dropped (invalidated) was reported then, and stays unserved until the
+        # run this starts.
+        was_fresh = rec.fresh and rec.version > 0
+        rec.fresh = False
+        rec.running = True  # the service starts the run this asks for
+        changed = None
+        if notify and was_fresh:
+            changed = ChangedParams(id=id, version=rec.version, reason=reason, events=events)
+        return Mark(id, changed, start=True)
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def begin(self, id: str) -> None:
+        """A run (or a burst of runs until `still_dirty` says no more) is under way."""
+        self._records[id].running = True
+
+    def confine(self, id: str, mid: ModuleId) -> None:
+        """`id` was confined again as a run started (a symlink may have moved)."""
+        self._records[id].mid = mid
+
+    def take_run(self, id: str) -> RunInput:
+        """One run of `id` starts: what it is for, taken from what arrived since the last.
+
+        `seen`: the paths reported changed and the folders the globs walk, with their signature
+        now, so a run that ends without reporting what it saw (refused, crashed, timed out)
+        still settles these changes, and a load does not find them again, report them again
+        and run again. Not every dependency: a data change must not stat all the files a large
+        glob matched on its way to the page."""
+        rec = self._records[id]
+        rec.dirty = False
+        rec.ran_old_code = False
+        events: list[tuple[str, str]] = [
+            (kind, posixpath.relpath(path, rec.folder)) for path, kind in rec.pending.items()
+        ]
+        seen = None
+        if rec.pending:
+            folders = (p for p in rec.watched if p not in rec.watched_files)
+            seen = {path: self.files.signature(path) for path in (*rec.pending, *folders)}
+        rec.pending = {}
+        rec.reasons.clear()
+        data, rec.data = rec.data, None
+        confined = rec.mid if rec.just_confined else None
+        rec.just_confined = False
+        return RunInput(events=events, data=data, seen=seen, confined=confined)
 
     def record_run(
         self,
-        rec: Record,
+        id: str,
         done: Done | None,
         error: VmdError | None,
         seen: dict[str, Sig] | None = None,
@@ -152,8 +432,9 @@ class Store:
 
         A run without a `Done` reported no dependencies: the previous run's are kept, with
         the signatures in `seen` (taken as this run started) for the changes it was for."""
+        rec = self._records[id]
         self._unindex(rec)
-        rec.version += 1
+        version = rec.version + 1
         if done is None and seen:
             for table in rec.tables():
                 for path in table.keys() & seen.keys():
@@ -166,35 +447,58 @@ class Store:
             rec.code_deps = dict(done.code_deps)
             rec.instance_deps = dict(done.instance_deps)
             rec.data_deps = dict(done.data_deps)
-        rec.code_deps.setdefault(rec.loader, globs.signature(rec.loader))
+        rec.code_deps.setdefault(rec.loader, self.files.signature(rec.loader))
         if rec.mid.path != rec.loader:  # reached through a symlink: re-pointing it is a code edit
-            rec.code_deps.setdefault(rec.mid.path, globs.signature(rec.mid.path))
+            rec.code_deps.setdefault(rec.mid.path, self.files.signature(rec.mid.path))
         if error is None and done is not None and done.ok:
-            rec.error = None
-            rec.result = LoadResult(
+            result = LoadResult(
                 id=rec.id,
                 code=done.code,
                 map=done.map,
-                version=rec.version,
+                version=version,
                 watch_files=sorted(rec.watched_files),
                 dependencies=rec.dependency_paths(),
-                watch_dirs=rec.glob_dirs(),
+                watch_dirs=self._glob_dirs(rec),
             )
-            rec.encoded = _encoder.encode(rec.result)
+            rec.outcome = Outcome(id=rec.id, loader=rec.loader, version=version, result=result,
+                                  encoded=_encoder.encode(result))
         else:
-            rec.error = error
-            rec.result = None
-            rec.encoded = None
+            rec.outcome = Outcome(id=rec.id, loader=rec.loader, version=version, error=error)
         self._index(rec)
 
-    def drop_output(self, rec: Record) -> None:
-        """Forget cached output (invalidate); the next load runs the loader again."""
-        rec.result = None
-        rec.encoded = None
-        rec.error = None
-        rec.fresh = False
+    def still_dirty(self, id: str) -> bool:
+        """After a run: whether the module must run again to reflect the final state of its
+        inputs (coalescing a burst: only files whose state differs from what the run saw)."""
+        rec = self._records[id]
+        if rec.ran_old_code or rec.data is not None or rec.reasons & {"reload", "invalidate"}:
+            return True
+        if not rec.dirty:
+            return False
+        for path in list(rec.pending):
+            if rec.tracks(path) and self.files.signature(path) == rec.known(path):
+                del rec.pending[path]
+        changed = [*rec.pending, *self._changed_paths(rec)]
+        if any(rec.is_code(path) for path in changed):
+            self._code_changed(rec.loader)  # code the run did not see: a fresh worker
+        return bool(changed)
 
-    def affected(self, path: str) -> list[tuple[Record, ChangeReason]]:
+    def finish(self, id: str) -> Outcome:
+        """The burst is over: the output is current until something changes."""
+        rec = self._records[id]
+        rec.fresh = True
+        rec.running = False
+        rec.reasons.clear()
+        return rec.outcome
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _code_changed(self, loader: str) -> None:
+        self._on_code_changed(loader)
+        for rec in self._records.values():
+            if rec.loader == loader:
+                rec.ran_old_code = rec.running or rec.ran_old_code
+
+    def _affected(self, path: str) -> list[tuple[Record, ChangeReason]]:
         """The records a change of `path` may concern, with the kind of dependency."""
         ids: set[str] = set(self._by_path.get(path, ()))
         for pattern, watchers in self._by_glob.items():
@@ -202,41 +506,33 @@ class Store:
                 ids |= watchers
         out: list[tuple[Record, ChangeReason]] = []
         for id in ids:
-            rec = self.records[id]
+            rec = self._records[id]
             out.append((rec, "code" if rec.is_code(path) else "watch"))
         return out
 
-    def signatures(self, rec: Record, signature: SigFn) -> dict[str, Sig]:
-        """What a run starting now is for, with its signature now: the paths reported changed
-        and the folders the globs walk (a file come or gone there). Not every dependency: a
-        data change must not stat all the files a large glob matched on its way to the page."""
-        folders = (p for p in rec.watched if p not in rec.watched_files)
-        return {path: signature(path) for path in (*rec.pending, *folders)}
+    def _changed_paths(self, rec: Record) -> list[str]:
+        """Dependencies whose signature differs from what the last run saw."""
+        sig = self.files.signature
+        return [path for table in rec.tables() for path, seen in table.items() if sig(path) != seen]
 
-    def changed_paths(self, rec: Record, signature: SigFn) -> list[str]:
-        """Dependencies whose signature differs from what the last run saw (the stat re-check)."""
-        out = []
-        for table in rec.tables():
-            for path, sig in table.items():
-                if signature(path) != sig:
-                    out.append(path)
-        return out
+    def _glob_diff(self, rec: Record) -> list[FileEvent]:
+        files, _ = self.files.expand(rec.globs)
+        now = set(files)
+        events = [FileEvent(type="add", path=p) for p in sorted(now - rec.watched_files)]
+        events += [FileEvent(type="unlink", path=p) for p in sorted(rec.watched_files - now)]
+        return events
 
-    def targets(self) -> set[tuple[str, bool]]:
-        """What the watcher must watch: glob bases (recursive when the glob needs it) and every
-        dependency file, present or missing."""
-        out: set[tuple[str, bool]] = set()
-        for pattern in self._by_glob:
-            out.add((globs.split(pattern)[0], globs.is_recursive(pattern)))
-        for path in self._by_path:
-            out.add((path, False))
-        return out
+    def _glob_dirs(self, rec: Record) -> list[str]:
+        """Existing folders the `watch` globs look in (`LoadResult.watch_dirs`): the literal
+        base of each glob that has wildcards (a plain path is a file, listed in watch_files)."""
+        out = {globs.split(p)[0] for p in rec.globs if globs.has_magic(p)}
+        return sorted(d for d in out if self.files.is_dir(d))
 
     def _paths(self, rec: Record) -> Iterable[str]:
         yield from rec.code_deps
         yield from rec.instance_deps
         yield from rec.data_deps
-        yield from (p for p, s in rec.watched.items() if p in rec.watched_files)
+        yield from (p for p in rec.watched if p in rec.watched_files)
 
     def _index(self, rec: Record) -> None:
         for path in self._paths(rec):

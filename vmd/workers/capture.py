@@ -14,8 +14,7 @@ from collections.abc import Iterable, Sequence
 from types import CodeType, ModuleType
 from typing import Any
 
-from vmd import globs
-from vmd.workers import ipc
+from vmd import filestate
 
 # The vmd package itself is never project code, even when the project is vmd.
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # vmd/
@@ -52,9 +51,9 @@ class Capture:
         self.locality = Locality([])
         # Every project-local module imported (and import candidates missed) in this process:
         # modules stay imported, so every run depends on all of them.
-        self.code_deps: dict[str, ipc.Sig] = {}
+        self.code_deps: dict[str, filestate.Sig] = {}
         # Where files read are recorded now; None outside import/setup/watch/load.
-        self.target: dict[str, ipc.Sig] | None = None
+        self.target: dict[str, filestate.Sig] | None = None
         # Files opened for writing since the last Run started: a file the loader writes is its
         # output, not its input (reading it back must not make every run stale the next).
         self.written: set[str] = set()
@@ -99,7 +98,7 @@ class Capture:
                     os.path.join(entry, name, "__init__.py"),
                 ):
                     if candidate not in self.code_deps:
-                        self.code_deps[candidate] = globs.signature(candidate)
+                        self.code_deps[candidate] = filestate.signature(candidate)
 
     def audit(self, event: str, args: tuple[Any, ...]) -> None:
         # Called for every audit event in the process: bail out as early as possible.
@@ -128,7 +127,7 @@ class Capture:
                 or os.path.isdir(path)
             ):
                 return
-            capture[path] = globs.signature(path)
+            capture[path] = filestate.signature(path)
         except Exception:  # a failing audit hook would fail the user's open()
             pass
 
@@ -164,7 +163,7 @@ class _Finder:
             and capture.is_local(os.path.abspath(origin))
         ):
             origin = os.path.abspath(origin)
-            capture.code_deps[origin] = globs.signature(origin)
+            capture.code_deps[origin] = filestate.signature(origin)
             spec.loader = FromSource(fullname, origin)
             package = spec.submodule_search_locations is not None
             found_in = os.path.dirname(os.path.dirname(origin) if package else origin)

@@ -11,8 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
-# A file's stat signature: (mtime_ns, size, inode, ctime_ns), or None when it does not exist.
-Sig = tuple[int, int, int, int] | None
+from vmd.filestate import Sig
 
 HEADER = struct.Struct(">I")
 

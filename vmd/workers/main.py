@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from vmd import globs
+from vmd import filestate, globs
 from vmd.context import Context, Event
 from vmd.workers import capture, ipc
 from vmd.workers.capture import Capture, FromSource
@@ -53,7 +53,7 @@ class _Instance:
 
     __slots__ = ("ctx", "cleanup", "setup_deps")
 
-    def __init__(self, ctx: Context, setup_deps: dict[str, ipc.Sig]) -> None:
+    def __init__(self, ctx: Context, setup_deps: dict[str, filestate.Sig]) -> None:
         self.ctx = ctx
         self.cleanup: Callable[[], Any] | None = None
         self.setup_deps = setup_deps
@@ -79,7 +79,7 @@ class _Host:
         self._instances: dict[str, _Instance] = {}
         # What the code running here depends on (imports, files read and written).
         self.capture = Capture()
-        self._import_deps: dict[str, ipc.Sig] = {}
+        self._import_deps: dict[str, filestate.Sig] = {}
 
     # -- transport ------------------------------------------------------------------------
 
@@ -178,8 +178,8 @@ class _Host:
 
     def _run(self, msg: ipc.Run) -> ipc.Done:
         self.capture.written = set()
-        run_deps: dict[str, ipc.Sig] = {}
-        setup_deps: dict[str, ipc.Sig] = {}
+        run_deps: dict[str, filestate.Sig] = {}
+        setup_deps: dict[str, filestate.Sig] = {}
         done = ipc.Done(seq=msg.seq, ok=False)
         try:
             module = self._import()
@@ -207,7 +207,7 @@ class _Host:
         done.code_deps = dict(self.capture.code_deps)
         written = self.capture.written
 
-        def inputs(deps: dict[str, ipc.Sig]) -> dict[str, ipc.Sig]:
+        def inputs(deps: dict[str, filestate.Sig]) -> dict[str, filestate.Sig]:
             return {
                 p: s
                 for p, s in deps.items()
@@ -230,7 +230,7 @@ class _Host:
         spec = importlib.util.spec_from_file_location(name, self.loader, loader=loader)
         assert spec is not None
         module = importlib.util.module_from_spec(spec)
-        self.capture.code_deps[self.loader] = globs.signature(self.loader)
+        self.capture.code_deps[self.loader] = filestate.signature(self.loader)
         self._import_deps = {}
         sys.modules[name] = module
         self.capture.target = self._import_deps
@@ -244,7 +244,7 @@ class _Host:
         self._module = module
         return module
 
-    def _setup(self, module: ModuleType, msg: ipc.Run, deps: dict[str, ipc.Sig]) -> _Instance:
+    def _setup(self, module: ModuleType, msg: ipc.Run, deps: dict[str, filestate.Sig]) -> _Instance:
         id = msg.id
         ctx = Context(
             id=id,
@@ -284,7 +284,7 @@ class _Host:
             )
         done.globs = [globs.absolute(p, self.folder) for p in patterns]
         files, walked = globs.expand(done.globs)
-        done.watched = {f: globs.signature(f) for f in files}
+        done.watched = {f: filestate.signature(f) for f in files}
         done.watched.update(walked)
         done.watched_files = sorted(posixpath.relpath(f, self.folder) for f in files)
         ctx.watched_files = list(done.watched_files)

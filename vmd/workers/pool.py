@@ -73,6 +73,9 @@ class WorkerPool:
         self._spare: asyncio.Task[WorkerProcess] | None = None
         self._assign_lock = asyncio.Lock()
         self._assigning: dict[str, asyncio.Future[WorkerProcess]] = {}
+        # Loaders whose code changed since their worker started: the next run replaces it,
+        # exactly once however many of the loader's modules noticed the change.
+        self._outdated: set[str] = set()
         # Background retirements, kept so close() can finish them and nothing is collected early.
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -100,6 +103,9 @@ class WorkerPool:
             LoaderTimeout: the run took longer than `timeout_ms`; its worker was killed.
             LoaderCrashed: the worker process died during the run (or could not start).
         """
+        if loader in self._outdated:
+            self._outdated.discard(loader)
+            await self.replace(loader)
         while True:
             worker = await self._worker_for(loader, id)
             if not worker.usable:
@@ -111,6 +117,11 @@ class WorkerPool:
             if not worker.retired:
                 self._forget(worker)
                 self._in_background(self._reap(worker))
+
+    def code_changed(self, loader: str) -> None:
+        """The loader or one of its local imports changed: its next run gets a fresh worker
+        (the one it has finishes what it is running, on the code it imported)."""
+        self._outdated.add(loader)
 
     async def replace(self, loader: str) -> None:
         """The loader's code changed: retire its worker; the next run gets a fresh one.
