@@ -1,4 +1,4 @@
-"""The `vmd` command line: argument parsing on top of `vmd.client` (and `vmd.server` for serve).
+"""The `vmd` command line: argument parsing on top of `vmd.client` (and `vmd.bootstrap` for serve).
 
 Every command but `serve` starts its own daemon through the Python client, so what the CLI shows
 is exactly what the Vite adapter and editors get.
@@ -222,7 +222,7 @@ def _add_id_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from vmd.server import serve  # only `serve` pays for pygls
+    from vmd.bootstrap import serve  # only `serve` pays for the daemon's imports
 
     code = serve(log_level=args.log_level)
     # Workers are stopped and every answer is written: skip the interpreter's teardown

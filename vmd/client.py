@@ -27,9 +27,11 @@ from vmd.errors import VmdError
 from vmd.jsonrpc import ConnectionClosed, DaemonConnection, ProtocolError, ResponseError, error_from
 from vmd.protocol import (
     CHANGED,
+    INTERNAL_ERROR,
     INVALIDATE,
     LOAD,
     LOAD_MANY,
+    METHOD_NOT_FOUND,
     RELOAD,
     ChangedParams,
     InvalidateParams,
@@ -59,9 +61,6 @@ _load_many_result_decoder = msgspec.json.Decoder(LoadManyResult)
 _changed_decoder = msgspec.json.Decoder(ChangedParams)
 
 T = TypeVar("T")
-
-METHOD_NOT_FOUND = -32601
-INTERNAL_ERROR = -32603
 
 # How long close() lets the daemon answer `shutdown` and exit before killing it.
 _GRACE_S = 5.0

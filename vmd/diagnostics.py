@@ -1,12 +1,18 @@
-"""Loader errors as LSP diagnostics, aggregated per file across module ids.
+"""Loader errors as LSP diagnostics, aggregated per file across module ids, and published.
 
 One loader used with several queries can fail in several ways at once; a file's diagnostics are
 the union of what every module id reports for it, and a success clears only that id's share.
+`Publisher` sends `textDocument/publishDiagnostics` for the files whose diagnostics changed,
+gathered over a short delay.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from vmd.errors import VmdError
 
@@ -54,3 +60,63 @@ def _loader_line(traceback: str, loader: str) -> int:
         if file == loader:
             line = int(number)
     return line
+
+
+_PUBLISH_DELAY = 0.02  # seconds: diagnostics changes gathered into one publish per file
+
+
+class Publisher:
+    """Publishes each file's diagnostics once for the runs that ended within `_PUBLISH_DELAY`:
+    a build's hundreds of failing queries of one loader would otherwise re-send the file's
+    growing list once per query, quadratic in their number.
+
+    `spellings`: (real root, root as the client gave it) for roots the client named through a
+    symlink: it shows files by that spelling, while what runs (and fails) is known by its real
+    path."""
+
+    def __init__(self, notify: Callable[[str, Any], None]) -> None:
+        self._notify = notify
+        self.spellings: list[tuple[str, str]] = []
+        self._set = DiagnosticSet()
+        self._unpublished: set[str] = set()  # files whose diagnostics changed, not yet sent
+        self._at: asyncio.TimerHandle | None = None
+
+    def update(self, id: str, loader: str, error: VmdError | None) -> None:
+        """`id`'s run ended with `error` (None: success): publish what that changed, soon."""
+        files = self._set.update(id, loader, error)
+        if files and self._at is None:
+            self._at = asyncio.get_running_loop().call_later(_PUBLISH_DELAY, self._publish)
+        self._unpublished.update(files)
+
+    def flush(self) -> None:
+        """Publish what is pending now: the session is ending, and the client may be gone
+        before `_PUBLISH_DELAY` is up."""
+        if self._at is not None:
+            self._at.cancel()
+            self._publish()
+
+    def _publish(self) -> None:
+        self._at = None
+        files, self._unpublished = sorted(self._unpublished), set()
+        for file in files:
+            diags = [
+                {
+                    "range": {
+                        "start": {"line": line - 1, "character": 0},
+                        "end": {"line": line - 1, "character": 10000},
+                    },
+                    "severity": 1,
+                    "source": "vmd",
+                    "message": message,
+                }
+                for line, message in self._set.for_file(file)
+            ]
+            uri = Path(self._as_client_sees(file)).as_uri()
+            self._notify("textDocument/publishDiagnostics", {"uri": uri, "diagnostics": diags})
+
+    def _as_client_sees(self, path: str) -> str:
+        """`path` under the root spelling the client gave, if it gave one through a symlink."""
+        for real, given in self.spellings:
+            if path == real or path.startswith(real.rstrip("/") + "/"):
+                return given.rstrip("/") + path[len(real.rstrip("/")):]
+        return path

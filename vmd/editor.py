@@ -2,8 +2,9 @@
 
 Registered on the pygls server that `vmd.lsp` builds, so importing this module costs what pygls
 costs: `vmd.server` never imports it; the bridge does, once an editor needs it. Handlers
-delegate to the daemon's `Service`; `EditorFeatures` also hears about changes (through the
-bridge) to refresh open previews.
+delegate to the daemon's `Service`, reached through an `EditorHost` (all the editor features
+know of the daemon); `EditorFeatures` also hears about changes (through the bridge) to refresh
+open previews.
 
 Preview documents: a module id `/proj/src/users.vmd.py?type=admin` is served as the read-only
 document `vmd:/proj/src/users.vmd.py?type=admin` (path and query each percent-encoded, see
@@ -19,7 +20,7 @@ import logging
 import os
 import posixpath
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 import msgspec
@@ -27,12 +28,13 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
-from vmd import globs
+from vmd import filestate, globs
 from vmd.errors import VmdError
 from vmd.protocol import (
     PREVIEW_COMMAND,
     PREVIEW_SCHEME,
     RELOAD_COMMAND,
+    SERVER_NOT_INITIALIZED,
     ChangedParams,
     PreviewResult,
     ReloadCommandResult,
@@ -40,15 +42,10 @@ from vmd.protocol import (
 from vmd.store import Outcome
 
 if TYPE_CHECKING:
-    from vmd.server import VmdServer
     from vmd.service import Service
 
 log = logging.getLogger("vmd.editor")
 
-SCHEME = PREVIEW_SCHEME
-PREVIEW = PREVIEW_COMMAND
-RELOAD = RELOAD_COMMAND
-COMMANDS = [PREVIEW, RELOAD]
 _HOVER_LIMIT = 50  # files listed in a watch-glob hover; the rest are counted
 
 # Characters left as they are in a vmd: URI; everything else is percent-encoded (UTF-8).
@@ -64,7 +61,7 @@ def id_to_uri(id: str) -> str:
         'vmd:/proj/my%20src/users.vmd.py?type=admin&q=a%2520b'
     """
     path, sep, query = id.partition("?")
-    uri = f"{SCHEME}:{quote(path, safe=_SAFE_PATH)}"
+    uri = f"{PREVIEW_SCHEME}:{quote(path, safe=_SAFE_PATH)}"
     if sep:
         uri += "?" + quote(query, safe=_SAFE_QUERY)
     return uri
@@ -77,7 +74,7 @@ def uri_to_id(uri: str) -> str:
         ValueError: not a `vmd:` URI, or it has an authority or a fragment.
     """
     scheme, _, rest = uri.partition(":")
-    if scheme.lower() != SCHEME or not rest:
+    if scheme.lower() != PREVIEW_SCHEME or not rest:
         raise ValueError(f"not a vmd: URI: {uri!r}")
     if rest.startswith("//"):
         raise ValueError(f"a vmd: URI has no authority: {uri!r}")
@@ -96,7 +93,7 @@ def target_to_id(target: Any) -> str:
         target = getattr(target, "id", None) or getattr(target, "uri", None)
     if not isinstance(target, str) or not target:
         raise JsonRpcInvalidParams("give a module id, a loader path or a file:/vmd: URI")
-    if target.startswith(f"{SCHEME}:"):
+    if target.startswith(f"{PREVIEW_SCHEME}:"):
         try:
             return uri_to_id(target)
         except ValueError as exc:  # a wrong argument, not a bug of ours
@@ -111,12 +108,30 @@ def _file_path(uri: str) -> str:
     return unquote(parts.path)
 
 
+class EditorHost(Protocol):
+    """What the editor features use of the daemon (`vmd.server.VmdServer` is one)."""
+
+    @property
+    def service(self) -> Service | None:
+        """The daemon's service; None before `initialize`."""
+        ...
+
+    @property
+    def capabilities(self) -> dict[str, Any]:
+        """The client's capabilities, as `initialize` gave them."""
+        ...
+
+    def request(self, method: str, params: Any) -> asyncio.Future[Any]:
+        """Send a request to the client; the future resolves with the raw answer."""
+        ...
+
+
 class EditorFeatures:
     """The editor-facing LSP features of one daemon connection."""
 
-    def __init__(self, ls: LanguageServer, server: VmdServer) -> None:
+    def __init__(self, ls: LanguageServer, host: EditorHost) -> None:
         self.ls = ls
-        self.server = server
+        self.host = host
         self.previewed: set[str] = set()  # ids served as vmd: documents: refresh these
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -199,10 +214,12 @@ class EditorFeatures:
             query = id.partition("?")[2]
             title = f"Preview ?{query}" if query else "Preview module"
             lenses.append(types.CodeLens(
-                range=where, command=types.Command(title=title, command=PREVIEW, arguments=[id])
+                range=where,
+                command=types.Command(title=title, command=PREVIEW_COMMAND, arguments=[id]),
             ))
         lenses.append(types.CodeLens(
-            range=where, command=types.Command(title="Reload", command=RELOAD, arguments=[path])
+            range=where,
+            command=types.Command(title="Reload", command=RELOAD_COMMAND, arguments=[path]),
         ))
         return lenses
 
@@ -216,7 +233,7 @@ class EditorFeatures:
             return None
         pattern, where = found
         folder = posixpath.dirname(os.path.realpath(path))
-        files, _ = globs.expand([globs.absolute(pattern, folder)])
+        files, _ = filestate.expand([globs.absolute(pattern, folder)])
         rel = [posixpath.relpath(f, folder) for f in files]
         if not rel:
             body = f"`{pattern}` matches no file now."
@@ -271,13 +288,13 @@ class EditorFeatures:
             return ""
 
     def _service(self) -> Service:
-        service = self.server.service
+        service = self.host.service
         if service is None:
-            raise JsonRpcException("vmd is not initialized", -32002)
+            raise JsonRpcException("vmd is not initialized", SERVER_NOT_INITIALIZED)
         return service
 
     def _supports(self, *keys: str) -> bool:
-        node: Any = self.server.client.capabilities
+        node: Any = self.host.capabilities
         for key in keys:
             if not isinstance(node, dict) or key not in node:
                 return False
@@ -286,7 +303,7 @@ class EditorFeatures:
 
     def _fire(self, method: str, params: Any) -> None:
         """Send a request whose answer does not matter (a refresh)."""
-        future = self.server.request(method, params)
+        future = self.host.request(method, params)
 
         async def wait() -> None:
             try:
@@ -299,9 +316,9 @@ class EditorFeatures:
         task.add_done_callback(self._tasks.discard)
 
 
-def register(ls: LanguageServer, server: VmdServer) -> EditorFeatures:
+def register(ls: LanguageServer, host: EditorHost) -> EditorFeatures:
     """Register the editor features on `ls`; return them for the daemon's hooks."""
-    features = EditorFeatures(ls, server)
+    features = EditorFeatures(ls, host)
 
     @ls.feature(types.WORKSPACE_TEXT_DOCUMENT_CONTENT)
     async def text_document_content(
@@ -317,11 +334,11 @@ def register(ls: LanguageServer, server: VmdServer) -> EditorFeatures:
     def hover(params: types.HoverParams) -> types.Hover | None:
         return features.hover(params)
 
-    @ls.command(PREVIEW)
+    @ls.command(PREVIEW_COMMAND)
     async def preview(*args: Any) -> dict[str, Any]:
         return await features.preview(*args)
 
-    @ls.command(RELOAD)
+    @ls.command(RELOAD_COMMAND)
     async def reload(*args: Any) -> dict[str, Any]:
         return await features.reload(*args)
 

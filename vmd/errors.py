@@ -1,17 +1,18 @@
 """The few typed errors vmd raises, each carrying the module id, file and line.
 
-JSON-RPC codes live in the implementation-defined range -32099..-32000, avoiding the two LSP
-reserves there (-32002 ServerNotInitialized, -32001 UnknownErrorCode).
+Each kind has its JSON-RPC code (defined, with every other code, in `vmd.protocol`).
 """
 
 from __future__ import annotations
 
-from vmd.protocol import ErrorKind, LoaderErrorData
-
-LOADER_FAILED = -32010
-LOADER_TIMEOUT = -32011
-LOADER_CRASHED = -32012
-REFUSED = -32020
+from vmd.protocol import (
+    LOADER_CRASHED,
+    LOADER_FAILED,
+    LOADER_TIMEOUT,
+    REFUSED,
+    ErrorKind,
+    LoaderErrorData,
+)
 
 _CODES: dict[str, int] = {
     "error": LOADER_FAILED,

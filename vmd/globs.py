@@ -1,5 +1,6 @@
-"""Watch-glob matching and expansion, shared by the worker (to fill `ctx.watched_files`) and
-the daemon (to decide which file events concern which module), so both agree exactly.
+"""Watch-glob matching, shared by the worker (to fill `ctx.watched_files`) and the daemon (to
+decide which file events concern which module), so both agree exactly. Pure: walking the file
+system for a glob is `vmd.filestate.expand`.
 
 Patterns are `/`-separated: `*` and `?` never cross a `/`, `[...]` is a character class and a
 whole `**` component matches zero or more folders. Relative patterns are joined to the loader's
@@ -12,8 +13,6 @@ import os
 import posixpath
 import re
 from functools import lru_cache
-
-from vmd.filestate import Sig, signature
 
 _MAGIC = re.compile(r"[*?\[]")
 
@@ -86,42 +85,3 @@ def compile(pattern: str) -> re.Pattern[str]:
 def matches(pattern: str, path: str) -> bool:
     """Whether absolute `path` is matched by absolute `pattern`."""
     return compile(pattern).match(path) is not None
-
-
-def expand(patterns: list[str]) -> tuple[list[str], dict[str, Sig]]:
-    """The files (never folders) the patterns match now, sorted, and every folder walked with
-    its signature (a folder's mtime changes when an entry is added or removed)."""
-    files: set[str] = set()
-    walked: dict[str, Sig] = {}
-    for pattern in patterns:
-        base, rest = split(pattern)
-        regex = compile(pattern)
-        depth = None if "**" in rest else len(rest) - 1
-        _walk(base, regex, depth, files, walked)
-    return sorted(files), walked
-
-
-def _walk(
-    folder: str,
-    regex: re.Pattern[str],
-    depth: int | None,
-    files: set[str],
-    walked: dict[str, Sig],
-) -> None:
-    if folder not in walked:
-        walked[folder] = signature(folder)
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    for entry in entries:
-        path = posixpath.join(folder, entry.name)
-        try:
-            is_dir = entry.is_dir()  # follows symlinks, like a shell glob
-        except OSError:
-            continue
-        if is_dir:
-            if (depth is None or depth > 0) and not entry.is_symlink():
-                _walk(path, regex, None if depth is None else depth - 1, files, walked)
-        elif regex.match(path):
-            files.add(path)

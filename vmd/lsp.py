@@ -16,10 +16,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from vmd.protocol import INVALID_PARAMS, METHOD_NOT_FOUND
+
 if TYPE_CHECKING:
-    from vmd.editor import EditorFeatures
+    from vmd.editor import EditorFeatures, EditorHost
     from vmd.protocol import ChangedParams
-    from vmd.server import VmdServer
     from vmd.store import Outcome
 
 log = logging.getLogger("vmd.lsp")
@@ -47,11 +48,12 @@ class _ReplayFilter:
 class PyglsBridge:
     """Queues messages until pygls is imported, then feeds them to it in order.
 
-    `owner` is the daemon's `VmdServer`: the editor features (`vmd.editor`) registered on the
-    pygls server use its service, and hear about changes through `changed` and `finished`.
+    `owner` is the daemon (`vmd.server.VmdServer`, seen as an `editor.EditorHost`): the editor
+    features registered on the pygls server use its service, and hear about changes through
+    `changed` and `finished`.
     """
 
-    def __init__(self, write: Callable[[bytes], None], owner: VmdServer | None = None) -> None:
+    def __init__(self, write: Callable[[bytes], None], owner: EditorHost | None = None) -> None:
         self._write = write
         self._owner = owner
         self._initialize: dict[str, Any] | None = None
@@ -121,12 +123,12 @@ class PyglsBridge:
         try:
             message = json.loads(body, object_hook=protocol.structure_message)
         except Exception as exc:  # pygls raises its JsonRpcException subclasses here
-            _answer_unavailable(body, self._write, f"invalid params: {exc}", -32602)
+            _answer_unavailable(body, self._write, f"invalid params: {exc}", INVALID_PARAMS)
             return
         protocol.handle_message(message)
 
 
-def _build(owner: VmdServer | None) -> tuple[Any, EditorFeatures | None]:
+def _build(owner: EditorHost | None) -> tuple[Any, EditorFeatures | None]:
     from pygls.lsp.server import LanguageServer
 
     from vmd import __version__
@@ -141,7 +143,7 @@ def _build(owner: VmdServer | None) -> tuple[Any, EditorFeatures | None]:
 
 def _answer_unavailable(
     body: bytes, write: Callable[[bytes], None], why: str = "LSP features unavailable",
-    code: int = -32601,
+    code: int = METHOD_NOT_FOUND,
 ) -> None:
     from vmd.transport import frame
 

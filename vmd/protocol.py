@@ -33,6 +33,20 @@ INSTALL_HINT = (
 )
 INSTALL_CHECKOUT = "path/to/vmd"
 
+# JSON-RPC error codes (protocol.md, "Errors"). JSON-RPC 2.0's own:
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+SERVER_NOT_INITIALIZED = -32002  # LSP's
+# vmd's, about one module (`data` is a LoaderErrorData): in the implementation-defined range
+# -32099..-32000, avoiding the two LSP reserves there (-32002, and -32001 UnknownErrorCode).
+LOADER_FAILED = -32010
+LOADER_TIMEOUT = -32011
+LOADER_CRASHED = -32012
+REFUSED = -32020
+
 EventType = Literal["add", "change", "unlink"]
 ChangeReason = Literal["watch", "code", "reload", "invalidate"]
 ErrorKind = Literal["error", "timeout", "crash", "refused"]

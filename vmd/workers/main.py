@@ -283,7 +283,7 @@ class _Host:
                 self._line_of("watch"),
             )
         done.globs = [globs.absolute(p, self.folder) for p in patterns]
-        files, walked = globs.expand(done.globs)
+        files, walked = filestate.expand(done.globs)
         done.watched = {f: filestate.signature(f) for f in files}
         done.watched.update(walked)
         done.watched_files = sorted(posixpath.relpath(f, self.folder) for f in files)
