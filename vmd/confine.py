@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 
 from vmd import globs
 from vmd.errors import Refused
+from vmd.paths import is_under
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def parse_id(
     real = confined.get(path) if confined is not None else None
     if real is None:
         real = os.path.realpath(path)
-        root = next((r for r in roots if real == r or real.startswith(r.rstrip("/") + "/")), None)
+        root = next((r for r in roots if is_under(real, r)), None)
         if root is None:
             raise refuse(f"{real} is outside the workspace root ({', '.join(roots) or 'none set'})")
         patterns = [globs.absolute(p, root) for p in include]

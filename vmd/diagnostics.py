@@ -9,14 +9,13 @@ gathered over a short delay.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vmd import frames
 from vmd.errors import VmdError
-
-_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+from vmd.paths import respell
 
 # (line 1-based, message) per file, per module id
 Entries = dict[str, list[tuple[int, str]]]
@@ -55,11 +54,8 @@ class DiagnosticSet:
 
 
 def _loader_line(traceback: str, loader: str) -> int:
-    line = 1
-    for file, number in _FRAME.findall(traceback):
-        if file == loader:
-            line = int(number)
-    return line
+    frame = frames.deepest(frames.parse(traceback), lambda file: file == loader)
+    return frame[1] if frame is not None else 1
 
 
 _PUBLISH_DELAY = 0.02  # seconds: diagnostics changes gathered into one publish per file
@@ -111,12 +107,5 @@ class Publisher:
                 }
                 for line, message in self._set.for_file(file)
             ]
-            uri = Path(self._as_client_sees(file)).as_uri()
+            uri = Path(respell(file, self.spellings)).as_uri()
             self._notify("textDocument/publishDiagnostics", {"uri": uri, "diagnostics": diags})
-
-    def _as_client_sees(self, path: str) -> str:
-        """`path` under the root spelling the client gave, if it gave one through a symlink."""
-        for real, given in self.spellings:
-            if path == real or path.startswith(real.rstrip("/") + "/"):
-                return given.rstrip("/") + path[len(real.rstrip("/")):]
-        return path

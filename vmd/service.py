@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from vmd.confine import parse_id
 from vmd.errors import LoaderError, VmdError
 from vmd.filestate import signature
+from vmd.paths import relative_to_root
 from vmd.protocol import ChangedParams, InitializationOptions
 from vmd.store import Mark, Outcome, Store
 from vmd.watch import Watcher
@@ -236,17 +237,11 @@ class Service:
     # -- worker callbacks ------------------------------------------------------------------
 
     def _on_worker_log(self, loader: str, line: str) -> None:
-        self.notifier.log(f"[{self._display(loader)}] {line}")
+        self.notifier.log(f"[{relative_to_root(loader, self.roots)}] {line}")
 
     def _on_worker_reload(self, id: str, data: Any) -> None:
         if id in self.store:
             self._apply([self.store.reload(id, data)])
-
-    def _display(self, path: str) -> str:
-        for root in self.roots:
-            if path.startswith(root + "/"):
-                return path[len(root) + 1 :]
-        return path
 
 
 def worth_a_hint(paths: Iterable[str]) -> set[str]:

@@ -15,6 +15,7 @@ from types import CodeType, ModuleType
 from typing import Any
 
 from vmd import filestate
+from vmd.paths import native_is_under
 
 # The vmd package itself is never project code, even when the project is vmd.
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # vmd/
@@ -37,8 +38,8 @@ class Locality:
         local = self._cache.get(path)
         if local is None:
             real = os.path.realpath(path)
-            local = any(_under(real, r) for r in self._roots) and not any(
-                _under(real, x) for x in self._excluded
+            local = any(native_is_under(real, r) for r in self._roots) and not any(
+                native_is_under(real, x) for x in self._excluded
             )
             self._cache[path] = local
         return local
@@ -174,10 +175,6 @@ class _Finder:
         pass
 
 
-def _under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
 def _excluded_dirs(roots: list[str]) -> list[str]:
     """The interpreter's and installed packages' folders: never project code, even inside a root
     (a `.venv` in the project). A prefix that contains a root (a project under /usr/src) is
@@ -192,6 +189,6 @@ def _excluded_dirs(roots: list[str]) -> list[str]:
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, _PACKAGE_DIR}
     out = {os.path.realpath(p) for p in libs}
     for prefix in map(os.path.realpath, prefixes):
-        if not any(_under(root, prefix) for root in roots):
+        if not any(native_is_under(root, prefix) for root in roots):
             out.add(prefix)
-    return [p for p in out if not any(_under(root, p) for root in roots)]
+    return [p for p in out if not any(native_is_under(root, p) for root in roots)]

@@ -42,12 +42,6 @@ class Run(_Msg, tag="run"):
     data: Any = None
 
 
-class Discard(_Msg, tag="discard"):
-    """Drop the instance of module `id`, running its cleanup."""
-
-    id: str
-
-
 class Stop(_Msg, tag="stop"):
     """Run every instance's cleanup, then exit."""
 
@@ -108,7 +102,7 @@ class Stack(_Msg, tag="stack"):
     traceback: str = ""
 
 
-ToWorker = Assign | Run | Discard | Stop | Dump
+ToWorker = Assign | Run | Stop | Dump
 FromWorker = Ready | Done | ReloadRequest | Stack
 
 _encoder = msgspec.msgpack.Encoder()

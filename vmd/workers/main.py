@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from vmd import filestate, globs
+from vmd import filestate, frames, globs
 from vmd.context import Context, Event
 from vmd.workers import capture, ipc
 from vmd.workers.capture import Capture, FromSource
@@ -152,8 +152,6 @@ class _Host:
                     import traceback
 
                     traceback.print_exc()
-            elif isinstance(msg, ipc.Discard):
-                self._discard(msg.id)
             elif isinstance(msg, ipc.Stop):
                 for id in list(self._instances):
                     self._discard(id)
@@ -387,11 +385,9 @@ class _Host:
             return ipc.ErrorInfo(
                 message=message, file=self.loader, line=exc.line, traceback=message + "\n"
             )
-        file, line = self.loader, 1
-        for frame, lineno in traceback.walk_tb(exc.__traceback__):
-            filename = frame.f_code.co_filename
-            if self._is_local_file(filename):
-                file, line = os.path.abspath(filename), lineno
+        walked = ((f.f_code.co_filename, n) for f, n in traceback.walk_tb(exc.__traceback__))
+        deepest = frames.deepest(walked, self._is_local_file)
+        file, line = (os.path.abspath(deepest[0]), deepest[1]) if deepest else (self.loader, 1)
         if isinstance(exc, SyntaxError) and exc.filename and self._is_local_file(exc.filename):
             file, line = os.path.abspath(exc.filename), exc.lineno or 1
         try:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import re
 import signal
 from collections.abc import Callable
 from typing import Any
 
+from vmd import frames
 from vmd.errors import LoaderCrashed, LoaderTimeout
 from vmd.workers import ipc, spawn
 from vmd.workers.capture import Locality
@@ -25,7 +25,6 @@ from vmd.workers.process import REQUEUE, TIMED_OUT, Outcome, WorkerProcess
 
 logger = logging.getLogger(__name__)
 
-_FAULT_FRAME = re.compile(r'\s*File "(.+)", line (\d+)')
 # How long a timed-out run may take to say where it is stuck. Its reader thread needs the GIL
 # and a CPU: on a machine whose every core is busy (a build, a CI runner) that took up to
 # ~200 ms, so 150 ms lost the file and line. Only a main thread holding the GIL in C code
@@ -138,12 +137,6 @@ class WorkerPool:
             self._in_background(self._retire(worker))
         else:
             await self._retire(worker)
-
-    async def discard(self, loader: str, id: str) -> None:
-        """Drop module `id`'s instance (its cleanup runs); the worker stays for other ids."""
-        worker = self._workers.get(loader)
-        if worker is not None and not worker.retired:
-            worker.send(ipc.Discard(id=id))
 
     async def close(self) -> None:
         """Stop every worker (cleanups get a short grace), then kill what is left and reap."""
@@ -326,12 +319,9 @@ class WorkerPool:
                 how = f"was killed by signal {-code}"
         else:
             how = f"exited with code {code}"
-        file, line = loader, 1
-        for text in worker.fault or ():
-            match = _FAULT_FRAME.match(text)
-            if match and self._locality.is_local(match[1]):
-                file, line = match[1], int(match[2])
-                break
+        # faulthandler writes the most recent call first.
+        fault = frames.parse("\n".join(reversed(worker.fault or ())))
+        file, line = frames.deepest(fault, self._locality.is_local) or (loader, 1)
         return LoaderCrashed(
             f"the worker process running {id} {how}",
             id=id,
