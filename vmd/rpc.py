@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from vmd.protocol import INVALID_REQUEST, PARSE_ERROR
+from vmd.protocol import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 from vmd.transport import ClientConnection
 
 log = logging.getLogger("vmd.rpc")
@@ -74,6 +74,36 @@ def not_utf8(data: msgspec.Raw) -> str | None:
     except UnicodeDecodeError as exc:
         return str(exc)
     return None
+
+
+class Method:
+    """A method's name, params type and handler `(server, params)`; decodes its params."""
+
+    def __init__(
+        self, name: str, params: type[Any], handler: Callable[[Any, Any], Any]
+    ) -> None:
+        self.name = name
+        self.handler = handler
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(params)
+
+    def decode_request(self, raw: msgspec.Raw) -> Any:
+        """The request's params, or the error it is answered with (`RpcError`)."""
+        try:
+            return self._decoder.decode(raw if raw else b"null")
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            if bad := not_utf8(raw):  # not JSON at all, whatever the decoder called it
+                raise RpcError(
+                    PARSE_ERROR, f"{self.name}: params are not valid UTF-8: {bad}"
+                ) from None
+            raise RpcError(INVALID_PARAMS, f"{self.name}: invalid params: {exc}") from None
+
+    def decode(self, raw: msgspec.Raw) -> Any:
+        """A notification's params, or None (logged) when they are malformed."""
+        try:
+            return self._decoder.decode(raw if raw else b"null")
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            log.warning("%s: invalid params: %s", self.name, exc)
+            return None
 
 
 class Rpc:

@@ -34,7 +34,6 @@ from vmd.protocol import (
     LOAD,
     LOAD_MANY,
     METHOD_NOT_FOUND,
-    PARSE_ERROR,
     PREVIEW_COMMAND,
     PREVIEW_SCHEME,
     PROTOCOL_VERSION,
@@ -49,7 +48,7 @@ from vmd.protocol import (
     LoadParams,
     ReloadParams,
 )
-from vmd.rpc import Reply, Rpc, RpcError
+from vmd.rpc import Method, Reply, Rpc, RpcError
 from vmd.workers.ipc import unsendable
 from vmd.workers.spawn import EarlyProcess
 
@@ -338,36 +337,6 @@ def did_change_watched_files(server: VmdServer, params: WatchedFilesParams) -> N
     paths = {p for change in params.changes if (p := _path(change.uri))}
     if paths:
         _service(server).on_hint(paths)
-
-
-class Method:
-    """A method's name, params type and handler."""
-
-    def __init__(
-        self, name: str, params: type[Any], handler: Callable[[VmdServer, Any], Any]
-    ) -> None:
-        self.name = name
-        self.handler = handler
-        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(params)
-
-    def decode_request(self, raw: msgspec.Raw) -> Any:
-        """The request's params, or the error it is answered with (`RpcError`)."""
-        try:
-            return self._decoder.decode(raw if raw else b"null")
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            if bad := rpc.not_utf8(raw):  # not JSON at all, whatever the decoder called it
-                raise RpcError(
-                    PARSE_ERROR, f"{self.name}: params are not valid UTF-8: {bad}"
-                ) from None
-            raise RpcError(INVALID_PARAMS, f"{self.name}: invalid params: {exc}") from None
-
-    def decode(self, raw: msgspec.Raw) -> Any:
-        """A notification's params, or None (logged) when they are malformed."""
-        try:
-            return self._decoder.decode(raw if raw else b"null")
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            log.warning("%s: invalid params: %s", self.name, exc)
-            return None
 
 
 REQUESTS: dict[str, Method] = {

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -23,137 +22,13 @@ from vmd import globs
 from vmd.confine import ModuleId
 from vmd.errors import VmdError
 from vmd.filestate import DISK, FileState, Sig
-from vmd.protocol import ChangedParams, ChangeReason, EventType, FileEvent, LoadResult
+from vmd.protocol import ChangedParams, ChangeReason, FileEvent, LoadResult
+from vmd.record import Index, Mark, Outcome, Record, RunInput, rank
 from vmd.workers.ipc import Done
 
+__all__ = ["Mark", "Outcome", "RunInput", "Store"]
+
 _encoder = msgspec.json.Encoder()
-
-# When several reasons made a module stale, the notification names the strongest.
-_RANK: dict[ChangeReason, int] = {"code": 3, "watch": 2, "reload": 1, "invalidate": 0}
-
-
-def rank(reason: ChangeReason) -> int:
-    """How strong a reason is: the strongest is what `vmd/changed` reports."""
-    return _RANK[reason]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A module's latest output as handed out: never the live record.
-
-    Exactly one of `result` (with `encoded`, its JSON, so a cached load costs no encoding) and
-    `error` is set once the module has run; neither before, or after an invalidate."""
-
-    id: str
-    loader: str
-    version: int = 0
-    result: LoadResult | None = None
-    encoded: bytes | None = None
-    error: VmdError | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    """What marking a module stale asks of the service: tell clients (`changed`), and start a
-    run (`start`: none was under way; the record counts as running from now on)."""
-
-    id: str
-    changed: ChangedParams | None
-    start: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RunInput:
-    """What one run is for, taken as it starts."""
-
-    events: list[tuple[str, str]]  # (type, path relative to the loader's folder)
-    data: Any
-    # What the run is for with its signature now (see `Store.take_run`); None: nothing pending.
-    seen: dict[str, Sig] | None
-    # The id as confined by the request that created the record, for its first run; None:
-    # confine it again (a symlink may have moved).
-    confined: ModuleId | None
-
-
-@dataclass(eq=False)
-class Record:
-    """Everything vmd knows about one module id. Written by `Store` only."""
-
-    mid: ModuleId
-    outcome: Outcome
-    fresh: bool = False
-    # What the last run depended on, with signatures as that run saw them (kept on failure).
-    globs: list[str] = field(default_factory=list)
-    watched: dict[str, Sig] = field(default_factory=dict)
-    watched_files: set[str] = field(default_factory=set)
-    code_deps: dict[str, Sig] = field(default_factory=dict)
-    instance_deps: dict[str, Sig] = field(default_factory=dict)  # read at import / in setup
-    data_deps: dict[str, Sig] = field(default_factory=dict)
-    # What arrived since the last run started: path -> event kind, reasons, reload data.
-    pending: dict[str, EventType] = field(default_factory=dict)
-    reasons: set[ChangeReason] = field(default_factory=set)
-    data: Any = None
-    # The loader's code changed while a run was under way: run again whatever it saw.
-    ran_old_code: bool = False
-    dirty: bool = False  # something changed while a run was under way
-    running: bool = False  # a run (or a burst of runs) is under way
-    just_confined: bool = False
-
-    @property
-    def id(self) -> str:
-        return self.mid.id
-
-    @property
-    def loader(self) -> str:
-        return self.mid.real
-
-    @property
-    def folder(self) -> str:
-        return posixpath.dirname(self.mid.real)
-
-    @property
-    def version(self) -> int:
-        return self.outcome.version
-
-    def dependency_paths(self) -> list[str]:
-        """Absolute files the output depends on, for `LoadResult.dependencies`: only files that
-        exist (the daemon also watches where a missing import or file could appear, but a client
-        such as Vite's `addWatchFile` cannot take a path that does not exist)."""
-        tables = (self.code_deps, self.instance_deps, self.data_deps)
-        return sorted({p for table in tables for p, s in table.items() if s is not None})
-
-    def known(self, path: str) -> Sig:
-        """The signature this record last saw for `path` (None: absent or never seen)."""
-        for table in self.tables():
-            if path in table:
-                return table[path]
-        return None
-
-    def tables(self) -> tuple[dict[str, Sig], ...]:
-        """Every path -> signature table of the last run."""
-        return (self.code_deps, self.instance_deps, self.watched, self.data_deps)
-
-    def tracks(self, path: str) -> bool:
-        return any(path in table for table in self.tables())
-
-    def is_code(self, path: str) -> bool:
-        """Whether a change of `path` needs a fresh worker process (not just a re-run): the
-        loader, its local imports, and files read while importing or in `setup`."""
-        return path in self.code_deps or path in self.instance_deps
-
-    def is_walked_folder(self, path: str) -> bool:
-        """Whether `path` is a folder the globs walked (a file may come or go in it)."""
-        return path in self.watched and path not in self.watched_files
-
-    def event_for(self, path: str, now: Sig) -> FileEvent | None:
-        """Classify a change of `path` by comparing what the last run saw with the file now."""
-        before = self.known(path)
-        if before == now and self.tracks(path):
-            return None
-        if before is None and now is None:
-            return None
-        kind: EventType = "add" if before is None else "unlink" if now is None else "change"
-        return FileEvent(type=kind, path=path)
 
 
 class Store:
@@ -167,10 +42,7 @@ class Store:
         self.files = files
         self._on_code_changed = on_code_changed
         self._records: dict[str, Record] = {}
-        # exact path -> ids depending on it (code deps, data deps, watched files and folders)
-        self._by_path: dict[str, set[str]] = {}
-        # absolute glob pattern -> ids watching it
-        self._by_glob: dict[str, set[str]] = {}
+        self._index = Index()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -229,12 +101,7 @@ class Store:
     def targets(self) -> set[tuple[str, bool]]:
         """What the watcher must watch: glob bases (recursive when the glob needs it) and every
         dependency file, present or missing."""
-        out: set[tuple[str, bool]] = set()
-        for pattern in self._by_glob:
-            out.add((globs.split(pattern)[0], globs.is_recursive(pattern)))
-        for path in self._by_path:
-            out.add((path, False))
-        return out
+        return self._index.targets()
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -433,7 +300,7 @@ class Store:
         A run without a `Done` reported no dependencies: the previous run's are kept, with
         the signatures in `seen` (taken as this run started) for the changes it was for."""
         rec = self._records[id]
-        self._unindex(rec)
+        self._index.remove(rec)
         version = rec.version + 1
         if done is None and seen:
             for table in rec.tables():
@@ -464,7 +331,7 @@ class Store:
                                   encoded=_encoder.encode(result))
         else:
             rec.outcome = Outcome(id=rec.id, loader=rec.loader, version=version, error=error)
-        self._index(rec)
+        self._index.add(rec)
 
     def still_dirty(self, id: str) -> bool:
         """After a run: whether the module must run again to reflect the final state of its
@@ -500,12 +367,8 @@ class Store:
 
     def _affected(self, path: str) -> list[tuple[Record, ChangeReason]]:
         """The records a change of `path` may concern, with the kind of dependency."""
-        ids: set[str] = set(self._by_path.get(path, ()))
-        for pattern, watchers in self._by_glob.items():
-            if globs.matches(pattern, path):
-                ids |= watchers
         out: list[tuple[Record, ChangeReason]] = []
-        for id in ids:
+        for id in self._index.ids_for(path):
             rec = self._records[id]
             out.append((rec, "code" if rec.is_code(path) else "watch"))
         return out
@@ -527,29 +390,3 @@ class Store:
         base of each glob that has wildcards (a plain path is a file, listed in watch_files)."""
         out = {globs.split(p)[0] for p in rec.globs if globs.has_magic(p)}
         return sorted(d for d in out if self.files.is_dir(d))
-
-    def _paths(self, rec: Record) -> Iterable[str]:
-        yield from rec.code_deps
-        yield from rec.instance_deps
-        yield from rec.data_deps
-        yield from (p for p in rec.watched if p in rec.watched_files)
-
-    def _index(self, rec: Record) -> None:
-        for path in self._paths(rec):
-            self._by_path.setdefault(path, set()).add(rec.id)
-        for pattern in rec.globs:
-            self._by_glob.setdefault(pattern, set()).add(rec.id)
-
-    def _unindex(self, rec: Record) -> None:
-        for path in self._paths(rec):
-            ids = self._by_path.get(path)
-            if ids is not None:
-                ids.discard(rec.id)
-                if not ids:
-                    del self._by_path[path]
-        for pattern in rec.globs:
-            ids = self._by_glob.get(pattern)
-            if ids is not None:
-                ids.discard(rec.id)
-                if not ids:
-                    del self._by_glob[pattern]

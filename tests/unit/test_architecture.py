@@ -1,4 +1,4 @@
-"""The shape of the vmd package: its import graph has no cycle.
+"""The shape of the vmd package: its import graph has no cycle, and no file grows too big.
 
 The graph is read from the source (ast), not by importing: every `import vmd...` or
 `from vmd... import` anywhere in a module, including inside functions (lazy imports still make
@@ -11,7 +11,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[2] / "vmd"
+# About 400 lines: past that, a module holds more than one responsibility (ARCHITECTURE.md).
+MAX_LINES = 410
 
 
 def _module_name(path: Path) -> str:
@@ -119,3 +123,9 @@ def test_the_graph_is_read_as_it_is() -> None:
     assert "vmd.store" in runtime["vmd.service"]
     assert "vmd.filestate" in runtime["vmd.store"]
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_no_module_passes_the_size_limit(name: str) -> None:
+    lines = len(_modules()[name].read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{name} has {lines} lines: split it by responsibility"

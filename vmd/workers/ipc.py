@@ -6,6 +6,7 @@ change freely; the worker imports only this, `vmd.workers.main`, `vmd.globs` and
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any, Literal
 
@@ -114,6 +115,18 @@ def frame(msg: _Msg) -> bytes:
     """Encode one message with its 4-byte length prefix."""
     body = _encoder.encode(msg)
     return HEADER.pack(len(body)) + body
+
+
+def read_exact(fd: int, n: int) -> bytes | None:
+    """Exactly `n` bytes from `fd` (blocking), or None when it ends first."""
+    chunks: list[bytes] = []
+    while n:
+        chunk = os.read(fd, n)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
 
 
 def unsendable(value: Any) -> str | None:

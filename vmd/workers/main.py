@@ -20,30 +20,22 @@ import importlib.util
 import os
 import posixpath
 import queue
-import re
 import sys
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import CodeType, FrameType, ModuleType
+from types import ModuleType
 from typing import Any
 
 import msgspec
 
-from vmd import filestate, frames, globs
+from vmd import filestate, globs
 from vmd.context import Context, Event
-from vmd.workers import capture, ipc
+from vmd.workers import ipc, locate
 from vmd.workers.capture import Capture, FromSource
+from vmd.workers.locate import ContractError
 
 _RESULT_HINT = 'expected a str or a dict with "code" (str) and optional "map" (dict | str | None)'
-
-
-class _ContractError(TypeError):
-    """The loader broke the Loader API (bad return value, no `load`...): located by us."""
-
-    def __init__(self, message: str, line: int) -> None:
-        super().__init__(message)
-        self.line = line
 
 
 class _Instance:
@@ -92,24 +84,15 @@ class _Host:
             while view:
                 view = view[os.write(self._out, view) :]
 
-    def _read_exact(self, n: int) -> bytes | None:
-        chunks: list[bytes] = []
-        while n:
-            chunk = os.read(self._in, n)
-            if not chunk:
-                return None
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
-
     def read_commands(self) -> None:
         """Reader thread: answers Dump at once (the main thread may be stuck), queues the rest;
         the daemon going away (EOF) ends the process."""
         code = 0
         try:
             while True:
-                head = self._read_exact(ipc.HEADER.size)
-                body = None if head is None else self._read_exact(ipc.HEADER.unpack(head)[0])
+                head = ipc.read_exact(self._in, ipc.HEADER.size)
+                size = None if head is None else ipc.HEADER.unpack(head)[0]
+                body = None if size is None else ipc.read_exact(self._in, size)
                 if body is None:
                     break
                 msg = ipc.to_worker_decoder.decode(body)
@@ -193,7 +176,7 @@ class _Host:
             self._watch(module, ctx, done)
             load = getattr(module, "load", None)
             if not callable(load):
-                raise _ContractError(f"{self.loader} defines no load(ctx) function", 1)
+                raise ContractError(f"{self.loader} defines no load(ctx) function", 1)
             done.code, done.map = self._check_result(self._call(load, ctx))
             done.ok = True
         except BaseException as exc:
@@ -255,7 +238,7 @@ class _Host:
         setup = getattr(module, "setup", None)
         if setup is not None:
             if not callable(setup):
-                raise _ContractError("setup must be a function of ctx", self._line_of("setup"))
+                raise ContractError("setup must be a function of ctx", self._line_of("setup"))
             self.capture.target = deps
             try:
                 cleanup = self._call(setup, ctx)
@@ -275,7 +258,7 @@ class _Host:
             patterns = watch
         if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
             got = type(patterns).__name__
-            raise _ContractError(
+            raise ContractError(
                 f"watch must be a list of glob strings or a function of ctx returning one,"
                 f" got {got}",
                 self._line_of("watch"),
@@ -302,7 +285,7 @@ class _Host:
             got = f'a dict whose "code" is {type(value.get("code")).__name__}'
         else:
             got = type(value).__name__
-        raise _ContractError(f"load() returned {got}; {_RESULT_HINT}", self._line_of("load"))
+        raise ContractError(f"load() returned {got}; {_RESULT_HINT}", self._line_of("load"))
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         value = fn(*args)
@@ -359,94 +342,17 @@ class _Host:
     # -- locating errors ---------------------------------------------------------------------
 
     def _line_of(self, name: str) -> int:
-        """The line defining `name` in the loader (its `def` or assignment), else 1."""
-        code = getattr(getattr(self._module, name, None), "__code__", None)
-        if isinstance(code, CodeType) and os.path.abspath(code.co_filename) == self.loader:
-            return code.co_firstlineno
-        pattern = re.compile(rf"(?:async\s+def|def)\s+{name}\b|{name}\s*(?::[^=]*)?=(?!=)")
-        try:
-            with open(self.loader, encoding="utf-8", errors="replace") as f:
-                for number, text in enumerate(f, 1):
-                    if pattern.match(text):
-                        return number
-        except OSError:
-            pass
-        return 1
+        return locate.line_of(self._module, self.loader, name)
 
     def _is_local_file(self, filename: str) -> bool:
         return not filename.startswith("<") and self.capture.is_local(os.path.abspath(filename))
 
     def _error_info(self, exc: BaseException) -> ipc.ErrorInfo:
-        import traceback
-
-        name = type(exc).__name__
-        if isinstance(exc, _ContractError):
-            message = f"TypeError: {exc}"
-            return ipc.ErrorInfo(
-                message=message, file=self.loader, line=exc.line, traceback=message + "\n"
-            )
-        walked = ((f.f_code.co_filename, n) for f, n in traceback.walk_tb(exc.__traceback__))
-        deepest = frames.deepest(walked, self._is_local_file)
-        file, line = (os.path.abspath(deepest[0]), deepest[1]) if deepest else (self.loader, 1)
-        if isinstance(exc, SyntaxError) and exc.filename and self._is_local_file(exc.filename):
-            file, line = os.path.abspath(exc.filename), exc.lineno or 1
-        try:
-            text = str(exc)
-        except Exception:  # the loader's exception cannot describe itself: still its error
-            text = "<str() of the exception failed>"
-        return ipc.ErrorInfo(
-            message=f"{name}: {text}" if text else name,
-            file=file,
-            line=line,
-            traceback=_format_exception(exc),
-        )
+        return locate.error_info(exc, self.loader, self._is_local_file)
 
     def _stack(self) -> ipc.Stack:
-        """Where the loader is now: the deepest project-local frame of the main thread or the
-        asyncio thread (then any other), for a timeout's error."""
-        import traceback
-
-        frames = sys._current_frames()
-        me = threading.get_ident()
-        order = [self._main_ident, self._loop_ident, *frames]
-        seen: set[int] = set()
-        for ident in order:
-            if ident is None or ident in seen or ident == me or ident not in frames:
-                continue
-            seen.add(ident)
-            frame: FrameType | None = frames[ident]
-            while frame is not None:
-                if self._is_local_file(frame.f_code.co_filename):
-                    stack = _strip(traceback.extract_stack(frame))
-                    return ipc.Stack(
-                        file=os.path.abspath(frame.f_code.co_filename),
-                        line=frame.f_lineno,
-                        traceback="Traceback (most recent call last):\n" + "".join(stack.format()),
-                    )
-                frame = frame.f_back
-        return ipc.Stack(file=self.loader, line=1, traceback="")
-
-
-def _internal(filename: str) -> bool:
-    return (
-        filename in (__file__, capture.__file__)
-        or filename.startswith(("<frozen importlib", "<frozen runpy>"))
-        or (os.sep + "concurrent" + os.sep + "futures" + os.sep) in filename
-    )
-
-
-def _strip(stack: Any) -> Any:
-    import traceback
-
-    return traceback.StackSummary.from_list([f for f in stack if not _internal(f.filename)])
-
-
-def _format_exception(exc: BaseException) -> str:
-    import traceback
-
-    te = traceback.TracebackException.from_exception(exc)
-    te.stack = _strip(te.stack)
-    return "".join(te.format())
+        """Where the loader is now, for a timeout's error (see `locate.stack`)."""
+        return locate.stack(self.loader, self._is_local_file, [self._main_ident, self._loop_ident])
 
 
 def _flush() -> None:
