@@ -370,7 +370,10 @@ def _capabilities(client: dict[str, Any]) -> dict[str, Any]:
     """
     caps: dict[str, Any] = {
         "experimental": {
-            "vmd": {"protocolVersion": PROTOCOL_VERSION, "methods": list(REQUESTS)}
+            "vmd": {
+                "protocolVersion": PROTOCOL_VERSION,
+                "methods": [LOAD, LOAD_MANY, RELOAD, INVALIDATE],
+            }
         },
         "textDocumentSync": {"openClose": True, "change": 2},  # incremental, for hover/lenses
         "codeLensProvider": {"resolveProvider": False},
