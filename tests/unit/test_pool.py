@@ -338,7 +338,7 @@ async def test_a_worker_that_died_while_idle_is_replaced_on_the_next_run(
     pid = int((await workers.run(loader)).code)
     os.kill(pid, signal.SIGKILL)
     # A run sent before the daemon has seen the death cannot be told from a crash it caused.
-    await workers.until(lambda: pid not in workers.pool._live)
+    await workers.until(lambda: pid not in workers.pool.pids())
     after = await workers.run(loader)
     assert after.ok and int(after.code) != pid
 
@@ -430,8 +430,8 @@ async def test_replacing_a_loader_many_times_leaves_no_processes_behind(
     await workers.until(lambda: not any(_alive(pid) for pid in pids))
     # Only the warm spare (and the one it is about to be replaced by) may remain.
     await workers.until(lambda: len(_children()) <= 2)
-    assert not workers.pool._background
-    assert len(workers.pool._live) <= 2
+    await workers.until(lambda: workers.pool.settled)
+    assert len(workers.pool.pids()) <= 2
 
 
 @linux_only

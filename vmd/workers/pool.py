@@ -155,6 +155,15 @@ class WorkerPool:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
+    def pids(self) -> set[int]:
+        """Every live worker process, the spare included: what status and memory reports see."""
+        return set(self._live)
+
+    @property
+    def settled(self) -> bool:
+        """No worker is being stopped or reaped in the background any more."""
+        return not self._background
+
     def kill_all(self) -> None:
         """SIGKILL every worker's process group now (for `finally` blocks and atexit)."""
         for worker in list(self._live.values()):
