@@ -35,6 +35,16 @@ def load(ctx):
     return str(os.getpid())
 """
 
+# Spins with ?hang=1; the spinning line is line 5.
+HANGING_LOADER = """
+import os
+def load(ctx):
+    if ctx.query.get("hang"):
+        while True:
+            pass
+    return str(os.getpid())
+"""
+
 
 def _alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie waiting for a reaper that may never come counts as dead)."""
@@ -191,17 +201,7 @@ async def test_timeout_kills_a_busy_loop_and_the_next_run_gets_a_fresh_worker(
     # Long enough for the run to be in its loop when the clock runs out, on any machine.
     harness = make_workers(timeout_ms=1000)
     await harness.pool.start()
-    loader = harness.write(
-        "a.vmd.py",
-        """
-        import os
-        def load(ctx):
-            if ctx.query.get("hang"):
-                while True:
-                    pass
-            return str(os.getpid())
-        """,
-    )
+    loader = harness.write("a.vmd.py", HANGING_LOADER)
     before = await harness.run(loader)
     with pytest.raises(LoaderTimeout) as caught:
         await harness.run(loader, "hang=1")
@@ -231,17 +231,7 @@ async def test_timeout_points_at_the_loop_even_when_the_worker_is_slow_to_say_wh
     monkeypatch.setattr(process.WorkerProcess, "send", send_then_freeze)
     harness = make_workers(timeout_ms=300)
     await harness.pool.start()
-    loader = harness.write(
-        "a.vmd.py",
-        """
-        import os
-        def load(ctx):
-            if ctx.query.get("hang"):
-                while True:
-                    pass
-            return str(os.getpid())
-        """,
-    )
+    loader = harness.write("a.vmd.py", HANGING_LOADER)
     assert (await harness.run(loader)).ok  # imported: the next run goes straight to its loop
     with pytest.raises(LoaderTimeout) as caught:
         await harness.run(loader, "hang=1")
