@@ -15,6 +15,16 @@ import re
 from functools import lru_cache
 
 _MAGIC = re.compile(r"[*?\[]")
+_CLASS_SPECIAL = frozenset("\\[]^&~|")  # literal inside a class, but not to Python's `re`
+
+
+class GlobError(ValueError):
+    """A pattern that cannot be matched (a class range such as `[z-a]`)."""
+
+    def __init__(self, pattern: str, reason: str) -> None:
+        super().__init__(f"invalid glob {pattern!r}: {reason}")
+        self.pattern = pattern
+        self.reason = reason
 
 
 def absolute(pattern: str, folder: str) -> str:
@@ -54,15 +64,19 @@ def _translate_part(part: str) -> str:
         elif c == "?":
             out.append("[^/]")
         elif c == "[":
-            j = part.find("]", i + 1 if i < n and part[i] in "!^" else i)
+            start = i + 1 if i < n and part[i] in "!^" else i
+            if start < n and part[start] == "]":  # a `]` first is a member, as in fnmatch
+                start += 1
+            j = part.find("]", start)
             if j == -1:
                 out.append(re.escape(c))
                 continue
             body = part[i:j]
             i = j + 1
-            if body[:1] in ("!", "^"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
+            negate = body[:1] in ("!", "^")
+            members = "".join("\\" + m if m in _CLASS_SPECIAL else m for m in body[negate:])
+            # A negated class never matches `/`, just as `*` and `?` never do.
+            out.append(("[^/" if negate else "[") + members + "]")
         else:
             out.append(re.escape(c))
     return "".join(out)
@@ -79,7 +93,10 @@ def compile(pattern: str) -> re.Pattern[str]:
             regex += ".*" if last else "(?:[^/]+/)*"
         else:
             regex += _translate_part(part) + ("" if last else "/")
-    return re.compile(regex + r"\Z", re.DOTALL)
+    try:
+        return re.compile(regex + r"\Z", re.DOTALL)
+    except re.error as exc:
+        raise GlobError(pattern, exc.msg) from None  # its position is in the regex, not here
 
 
 def matches(pattern: str, path: str) -> bool:

@@ -119,6 +119,9 @@ local function translate_part(part, out)
       table.insert(out, { kind = 'one' })
     elseif c == '[' then
       local from = (i <= n and part:sub(i, i):match('[!^]')) and i + 1 or i
+      if from <= n and part:sub(from, from) == ']' then
+        from = from + 1 -- a `]` first is a member, as in fnmatch
+      end
       local close = part:find(']', from, true)
       if close then
         flush()
@@ -173,6 +176,9 @@ local function compile(pattern)
 end
 
 local function in_class(token, code)
+  if token.negate and code == SLASH then
+    return false -- a negated class never matches `/`, just as `*` and `?` never do
+  end
   local inside = false
   for _, range in ipairs(token.ranges) do
     if code >= range[1] and code <= range[2] then
