@@ -10,7 +10,7 @@ import os
 import sys
 from urllib.parse import quote
 
-from vmd import commands, protocol
+from vmd import commands, globs, protocol
 from vmd.commands import find_loaders, module_id
 
 __all__ = ["DEFAULT_INCLUDE", "find_loaders", "main", "module_id"]
@@ -168,6 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--include",
         action="append",
+        type=include_glob,
         metavar="GLOB",
         help="loader glob relative to the root; repeatable (default: **/*.vmd.py)",
     )
@@ -221,6 +222,15 @@ def existing_folder(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text}: no such folder")
     if not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text}: not a folder")
+    return text
+
+
+def include_glob(text: str) -> str:
+    """An `--include` glob that can be matched, or a usage error saying why not."""
+    try:
+        globs.compile(globs.absolute(text, "/"))
+    except globs.GlobError as exc:
+        raise argparse.ArgumentTypeError(f"invalid glob {text!r}: {exc.reason}") from None
     return text
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from vmd import globs
 from vmd.protocol import DEFAULT_INCLUDE, InitializationOptions
 
 _FIELDS = msgspec.structs.fields(InitializationOptions)
@@ -43,7 +44,20 @@ def parse_options(raw: Any) -> tuple[InitializationOptions, list[str]]:
     if options.max_workers < 1:
         warnings.append("initializationOptions.maxWorkers must be at least 1; using 8")
         options.max_workers = 8
-    if not options.include:
-        warnings.append(f"initializationOptions.include is empty; using {list(DEFAULT_INCLUDE)}")
-        options.include = list(DEFAULT_INCLUDE)
+    valid = []
+    for pattern in options.include:
+        try:
+            globs.compile(globs.absolute(pattern, "/"))
+        except globs.GlobError as exc:
+            warnings.append(
+                f"initializationOptions.include: invalid glob {pattern!r}: {exc.reason}; "
+                "ignoring it"
+            )
+        else:
+            valid.append(pattern)
+    if not valid:
+        what = "has no valid glob" if options.include else "is empty"
+        warnings.append(f"initializationOptions.include {what}; using {list(DEFAULT_INCLUDE)}")
+        valid = list(DEFAULT_INCLUDE)
+    options.include = valid
     return options, warnings

@@ -209,6 +209,15 @@ def test_check_exits_2_when_no_loader_is_found(project: Path) -> None:
     assert "no loaders found" in out.stderr
 
 
+def test_check_refuses_an_include_glob_that_cannot_match_with_a_usage_error(
+    project: Path,
+) -> None:
+    out = vmd("check", "--include", "src/[z-a].vmd.py", cwd=project)
+    assert out.returncode == 2
+    assert "invalid glob 'src/[z-a].vmd.py': bad character range z-a" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_find_loaders_skips_tool_folders_and_honours_include(project: Path) -> None:
     for skipped in ("node_modules/pkg", ".venv", ".git", "src/__pycache__"):
         (project / skipped).mkdir(parents=True, exist_ok=True)

@@ -40,3 +40,18 @@ def test_options_that_are_not_an_object_are_reported() -> None:
 
 def test_unknown_options_are_ignored_for_forward_compatibility() -> None:
     assert parse_options({"someFutureOption": 1})[1] == []
+
+
+def test_an_include_glob_that_cannot_match_is_named_and_dropped() -> None:
+    options, warnings = parse_options({"include": ["src/[z-a].vmd.py", "src/*.vmd.py"]})
+    assert options.include == ["src/*.vmd.py"]
+    assert warnings == [
+        "initializationOptions.include: invalid glob 'src/[z-a].vmd.py': "
+        "bad character range z-a; ignoring it"
+    ]
+
+
+def test_an_include_of_only_broken_globs_falls_back_to_the_default() -> None:
+    options, warnings = parse_options({"include": ["[z-a]"]})
+    assert options.include == ["**/*.vmd.py"]
+    assert warnings[-1] == "initializationOptions.include has no valid glob; using ['**/*.vmd.py']"
