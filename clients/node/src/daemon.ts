@@ -13,7 +13,8 @@ import type { ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import type { MessageConnection, ResponseError } from 'vscode-jsonrpc/node'
+import type { MessageConnection } from 'vscode-jsonrpc/node'
+import { isConnectionLoss, loadRpc, ownError, requestError, toError } from './jsonrpc.js'
 import {
   BUSY,
   CHANGED,
@@ -23,8 +24,9 @@ import {
   LOAD_MANY,
   PROTOCOL_VERSION,
   RELOAD,
-  isLoaderErrorData,
 } from './protocol.js'
+
+export { DaemonRequestError } from './jsonrpc.js'
 import type {
   ChangedParams,
   InitializationOptions,
@@ -34,7 +36,6 @@ import type {
   Json,
   LoadManyResult,
   LoadResult,
-  LoaderErrorData,
   Mode,
 } from './protocol.js'
 
@@ -80,20 +81,6 @@ export interface FileChange {
 // LSP's FileChangeType.
 const CHANGE_TYPES = { add: 1, change: 2, unlink: 3 } as const
 const DID_CHANGE_WATCHED_FILES = 'workspace/didChangeWatchedFiles'
-
-/** A request the daemon answered with a JSON-RPC error. */
-export class DaemonRequestError extends Error {
-  readonly code: number
-  /** Present for failures about one module: the loader's file, line and traceback. */
-  readonly data: LoaderErrorData | undefined
-
-  constructor(code: number, message: string, data: LoaderErrorData | undefined) {
-    super(message)
-    this.name = 'DaemonRequestError'
-    this.code = code
-    this.data = data
-  }
-}
 
 /** The interpreter used when no `python` option is given: `VMD_PYTHON`, a `.venv`, `python3`. */
 export function defaultPython(root: string, env: NodeJS.ProcessEnv = process.env): string {
@@ -517,38 +504,4 @@ async function shutdown(session: Session): Promise<void> {
   if (await within(2000)) return
   child.kill('SIGKILL')
   await exited
-}
-
-type Rpc = typeof import('vscode-jsonrpc/node')
-let rpc: Rpc | undefined
-
-async function loadRpc(): Promise<Rpc> {
-  rpc ??= await import('vscode-jsonrpc/node')
-  return rpc
-}
-
-function isResponseError(error: unknown): error is ResponseError<unknown> {
-  return rpc !== undefined && error instanceof rpc.ResponseError
-}
-
-// vscode-jsonrpc's own codes for a connection that closed or failed (not the daemon's answers).
-function isConnectionLoss(error: unknown): boolean {
-  return !isResponseError(error) || (error.code >= -32099 && error.code <= -32097)
-}
-
-// Each load gets an error of its own when one failure is shared by many (a failed start, a
-// failed vmd/loadMany): Vite adds each module's "Could not load …" to the error it is given.
-function ownError(error: unknown): Error {
-  if (error instanceof DaemonRequestError) return new DaemonRequestError(error.code, error.message, error.data)
-  return error instanceof Error ? new Error(error.message) : new Error(String(error))
-}
-
-function toError(error: unknown): Error {
-  if (isResponseError(error)) return requestError(error)
-  return error instanceof Error ? error : new Error(String(error))
-}
-
-// A JSON-RPC error object the daemon answered (a request's, or one id's in vmd/loadMany).
-function requestError({ code, message, data }: { code: number; message: string; data?: unknown }): DaemonRequestError {
-  return new DaemonRequestError(code, message, isLoaderErrorData(data) ? data : undefined)
 }
