@@ -14,14 +14,14 @@ import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type { MessageConnection } from 'vscode-jsonrpc/node'
-import { isConnectionLoss, loadRpc, ownError, requestError, toError } from './jsonrpc.js'
+import { isConnectionLoss, loadRpc, ownError, toError } from './jsonrpc.js'
+import { LoadBatch } from './load-batch.js'
 import {
   BUSY,
   CHANGED,
   INSTALL_HINT,
   INVALIDATE,
   LOAD,
-  LOAD_MANY,
   PROTOCOL_VERSION,
   RELOAD,
 } from './protocol.js'
@@ -34,7 +34,6 @@ import type {
   InvalidateParams,
   InvalidateResult,
   Json,
-  LoadManyResult,
   LoadResult,
   Mode,
 } from './protocol.js'
@@ -109,7 +108,6 @@ const STABLE_AFTER_MS = 10_000
 const STDERR_TAIL = 4096
 
 type Pending = { reject: (error: Error) => void; method: string; sentAt: number }
-type QueuedLoad = { id: string; resolve: (result: LoadResult) => void; reject: (error: Error) => void }
 // A request fails when the daemon has sent nothing (no answer, no `$/vmd/busy`) for the loader
 // timeout plus a grace since it was sent: the daemon is stuck. Not simply that long after it
 // was sent: a loader's runs queue in its one worker, each with its own timeout, and a
@@ -147,8 +145,7 @@ export class Daemon {
   /** When the daemon last answered a request or said it was busy. */
   #heardAt = 0
   #stderrTail = ''
-  /** `batchLoads`: loads asked for in this turn of the event loop, not sent yet. */
-  #queued: QueuedLoad[] = []
+  #batch = new LoadBatch(() => this.#start(), (method, params) => this.#request(method, params))
 
   constructor(options: DaemonOptions) {
     this.options = options
@@ -162,41 +159,7 @@ export class Daemon {
   /** `vmd/load`: the module's output, fresh. */
   load(id: string): Promise<LoadResult> {
     if (!this.options.batchLoads) return this.#request<LoadResult>(LOAD, { id })
-    return new Promise<LoadResult>((resolve, reject) => {
-      if (this.#queued.length === 0) setImmediate(() => void this.#sendQueued())
-      this.#queued.push({ id, resolve, reject })
-    })
-  }
-
-  // One `vmd/loadMany` for the loads of this turn; `vmd/load` each when there is one, or when
-  // the daemon predates `vmd/loadMany`.
-  async #sendQueued(): Promise<void> {
-    const loads = this.#queued
-    this.#queued = []
-    let session: Session
-    try {
-      session = await this.#start()
-    } catch (error) {
-      for (const load of loads) load.reject(ownError(error))
-      return
-    }
-    if (loads.length === 1 || !session.methods.has(LOAD_MANY)) {
-      for (const load of loads) this.#request<LoadResult>(LOAD, { id: load.id }).then(load.resolve, load.reject)
-      return
-    }
-    let answer: LoadManyResult
-    try {
-      answer = await this.#request<LoadManyResult>(LOAD_MANY, { ids: loads.map((load) => load.id) })
-    } catch (error) {
-      for (const load of loads) load.reject(ownError(error))
-      return
-    }
-    loads.forEach((load, at) => {
-      const outcome = answer.results[at]
-      if (outcome?.result) load.resolve(outcome.result)
-      else if (outcome?.error) load.reject(requestError(outcome.error))
-      else load.reject(new Error(`vmd: the daemon's vmd/loadMany answer has no outcome for ${load.id}`))
-    })
+    return this.#batch.load(id)
   }
 
   /** `vmd/reload`: re-run the module now with `ctx.data = data`. */
