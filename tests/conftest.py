@@ -19,16 +19,24 @@ class Workers:
     """A WorkerPool rooted at a temporary project, recording what it logs and reloads."""
 
     def __init__(
-        self, root: Path, *, timeout_ms: int, max_workers: int, extra_roots: list[str]
+        self,
+        root: Path,
+        *,
+        timeout_ms: int,
+        max_workers: int,
+        extra_roots: list[str],
+        mode: str = "serve",
+        max_starts: int | None = None,
     ) -> None:
         self.root = root
         self.logs: list[tuple[str, str]] = []
         self.reloads: list[tuple[str, Any]] = []
         self.pool = WorkerPool(
             roots=[str(root), *extra_roots],
-            mode="serve",
+            mode=mode,
             timeout_ms=timeout_ms,
             max_workers=max_workers,
+            max_starts=max_starts,
             on_log=lambda loader, line: self.logs.append((loader, line)),
             on_reload=lambda id, data: self.reloads.append((id, data)),
         )
@@ -67,10 +75,21 @@ async def make_workers(tmp_path: Path) -> AsyncIterator[Callable[..., Workers]]:
     made: list[Workers] = []
 
     def make(
-        *, timeout_ms: int = 10_000, max_workers: int = 4, extra_roots: list[str] | None = None
+        *,
+        timeout_ms: int = 10_000,
+        max_workers: int = 4,
+        extra_roots: list[str] | None = None,
+        mode: str = "serve",
+        max_starts: int = 4,
     ) -> Workers:
+        # max_starts is fixed, not the machine's CPU count: tests behave alike on any machine.
         harness = Workers(
-            tmp_path, timeout_ms=timeout_ms, max_workers=max_workers, extra_roots=extra_roots or []
+            tmp_path,
+            timeout_ms=timeout_ms,
+            max_workers=max_workers,
+            extra_roots=extra_roots or [],
+            mode=mode,
+            max_starts=max_starts,
         )
         made.append(harness)
         return harness

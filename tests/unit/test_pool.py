@@ -100,8 +100,8 @@ async def test_a_loader_with_a_worker_runs_while_another_loaders_worker_starts(
     monkeypatch.setattr(spawn, "start_worker", held_start)
     assert (await workers.run(spare)).ok  # takes that spare; its replacement is held
     b_run = asyncio.ensure_future(workers.run(b))
-    # b's assignment has taken the held spare and started (and held) the next one: b's first
-    # run waits for a worker, holding the pool's assignment lock.
+    # b's assignment waits for the held spare and has started (and held) the next one: b's
+    # first run waits for a worker.
     await workers.until(lambda: len(held) == 2)
     assert not b_run.done()
     # a's runs do not queue behind b's assignment (if they did, this would wait for ever).
@@ -109,6 +109,130 @@ async def test_a_loader_with_a_worker_runs_while_another_loaders_worker_starts(
     assert not b_run.done()
     release.set()
     assert (await b_run).ok
+
+
+# Run as a worker's command line: the process notes that it started, then waits (up to a
+# deadline far beyond any start-up) until `want` workers have, before becoming a worker.
+START_RENDEZVOUS = """
+import os, runpy, time
+starts, want = {starts!r}, {want}
+open(os.path.join(starts, str(os.getpid())), "w").close()
+deadline = time.monotonic() + 8
+while len(os.listdir(starts)) < want and time.monotonic() < deadline:
+    time.sleep(0.01)
+with open(os.path.join(starts, str(os.getpid()) + ".saw"), "w") as f:
+    f.write(str(len([n for n in os.listdir(starts) if n.isdigit()])))
+runpy.run_module("vmd.workers.main", run_name="__main__", alter_sys=True)
+"""
+
+
+async def test_loaders_asking_at_once_get_their_workers_started_concurrently(
+    make_workers: Callable[..., Workers], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Each worker process waits at start-up until all four have started: one started after
+    # another (behind a lock) they would each wait out the deadline and see fewer.
+    starts = tmp_path / "starts"
+    starts.mkdir()
+    real_command = spawn.worker_command
+
+    def rendezvous() -> list[str]:
+        return [*real_command()[:-2], "-c", START_RENDEZVOUS.format(starts=str(starts), want=4)]
+
+    monkeypatch.setattr(spawn, "worker_command", rendezvous)
+    harness = make_workers(max_workers=4, max_starts=4)
+    loaders = [harness.write(f"{n}.vmd.py", PID_LOADER) for n in "abcd"]
+    results = await asyncio.gather(*(harness.run(loader) for loader in loaders))
+    pids = [d.code for d in results]
+    assert len(set(pids)) == 4
+    saw = {pid: (starts / f"{pid}.saw").read_text() for pid in pids}
+    assert all(int(n) >= 4 for n in saw.values()), saw
+
+
+LIVE_LOADER = """
+import os, time
+from pathlib import Path
+live, seen, go = Path({live!r}), Path({seen!r}), Path({go!r})
+(live / str(os.getpid())).touch()
+(seen / str(os.getpid())).write_text(str(len(list(live.iterdir()))))
+def setup(ctx):
+    return lambda: (live / str(os.getpid())).unlink()
+def load(ctx):
+    while not go.exists():
+        time.sleep(0.01)
+    return str(os.getpid())
+"""
+
+
+async def test_max_workers_still_bounds_live_workers_under_concurrent_demand(
+    make_workers: Callable[..., Workers], tmp_path: Path
+) -> None:
+    live, seen, go = tmp_path / "live", tmp_path / "seen", tmp_path / "go"
+    live.mkdir()
+    seen.mkdir()
+    harness = make_workers(max_workers=2, max_starts=4)
+    source = LIVE_LOADER.format(live=str(live), seen=str(seen), go=str(go))
+    loaders = [harness.write(f"{n}.vmd.py", source) for n in "abcdef"]
+    runs = asyncio.gather(*(harness.run(loader) for loader in loaders))
+    await harness.until(lambda: len(list(live.iterdir())) == 2)  # both busy: the rest wait
+    go.touch()
+    results = await runs
+    assert all(d.ok for d in results)
+    assert len({d.code for d in results}) == 6
+    # Every loader, as it started, saw at most two loaders alive, itself included: an evicted
+    # one had run its cleanup (and exited) before another took its place.
+    counts = {p.name: int(p.read_text()) for p in seen.iterdir()}
+    assert len(counts) == 6 and max(counts.values()) <= 2, counts
+
+
+async def test_a_loaders_runs_stay_in_order_while_other_loaders_workers_start(
+    make_workers: Callable[..., Workers],
+) -> None:
+    harness = make_workers(max_workers=8, max_starts=2)  # starts queue for their turn
+    ordered = harness.write(
+        "a.vmd.py",
+        """
+        import os
+        seen = []
+        def load(ctx):
+            seen.append(ctx.query["n"])
+            return f"{os.getpid()} {','.join(seen)}"
+        """,
+    )
+    others = [harness.write(f"{n}.vmd.py", PID_LOADER) for n in "bcdef"]
+    runs = []
+    for i in range(30):
+        runs.append(harness.run(ordered, f"n={i}"))
+        if i % 6 == 0:
+            runs.append(harness.run(others[i // 6]))
+    results = await asyncio.gather(*runs)
+    mine = [d.code for d in results if " " in d.code]
+    assert len({code.split()[0] for code in mine}) == 1  # one worker
+    # Each run saw exactly the runs before it, in the order they were asked for.
+    assert [code.split()[1] for code in mine] == [
+        ",".join(str(j) for j in range(i + 1)) for i in range(30)
+    ]
+    assert len({d.code for d in results if " " not in d.code}) == 5
+
+
+async def test_a_build_keeps_workers_warm_for_loaders_waiting_for_room_and_none_when_idle(
+    make_workers: Callable[..., Workers], tmp_path: Path
+) -> None:
+    live, seen, go = tmp_path / "live", tmp_path / "seen", tmp_path / "go"
+    live.mkdir()
+    seen.mkdir()
+    harness = make_workers(mode="build", max_workers=2, max_starts=2)
+    await harness.pool.start()
+    source = LIVE_LOADER.format(live=str(live), seen=str(seen), go=str(go))
+    loaders = [harness.write(f"{n}.vmd.py", source) for n in "abcde"]
+    runs = asyncio.gather(*(harness.run(loader) for loader in loaders))
+    await harness.until(lambda: len(list(live.iterdir())) == 2)
+    # Three loaders wait for room: a process each is started for two of them (max_starts),
+    # ready when room is, beside the two at work.
+    await harness.until(lambda: len(harness.pool.pids()) == 4)
+    go.touch()
+    assert all(d.ok for d in await runs)
+    # Idle: no spare is kept in a build, only the workers of the last two loaders.
+    await harness.until(lambda: harness.pool.settled and len(harness.pool.pids()) == 2)
 
 
 async def test_concurrent_runs_on_one_worker_are_serialised(workers: Workers) -> None:

@@ -1,11 +1,13 @@
-"""The worker pool: which process runs which loader, the warm spare, eviction, replacement.
+"""The worker pool: which process runs which loader, how many may, eviction, replacement.
 
 Each loader file gets its own worker process (`python -m vmd.workers.main`), kept while its
 code is unchanged so a data change does not re-pay the loader's imports, and replaced when the
 code changes: a fresh process is the only way to unload Python code and keep memory flat.
-Serving, a warm spare is always waiting so a code change does not wait for interpreter
-start-up. Workers live in their own process group so a timeout kills whatever a loader spawned,
-too. One process's pipes, runs and timeouts are `process`'s; starting one is `spawn`'s.
+At most `max_workers` processes host a loader at once; a loader that needs one beyond that
+evicts the least recently used idle one, or waits for one to go idle. Workers live in their own
+process group so a timeout kills whatever a loader spawned, too. One process's pipes, runs and
+timeouts are `process`'s; having unassigned processes ready (the warm spare, starts in
+parallel) is `supply`'s; starting one is `spawn`'s, reached only through `WorkerPool._spawn`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from vmd.errors import LoaderCrashed, LoaderTimeout
 from vmd.workers import ipc, spawn
 from vmd.workers.capture import Locality
 from vmd.workers.process import REQUEUE, TIMED_OUT, Outcome, WorkerProcess
+from vmd.workers.supply import Supply
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +40,8 @@ _REAP_TIMEOUT = 2.0
 
 class WorkerPool:
     """Runs loaders in worker processes, one per loader file, at most `max_workers` at once
-    (plus the warm spare). `timeout_ms <= 0` means no timeout.
+    (plus unassigned spares). `timeout_ms <= 0` means no timeout. `max_starts`: how many
+    processes may start at once (default: the CPUs this process may use).
 
     Example:
         >>> pool = WorkerPool(roots=["/proj"], mode="serve", timeout_ms=30_000, max_workers=8,
@@ -56,6 +60,7 @@ class WorkerPool:
         max_workers: int,
         on_log: Callable[[str, str], None],
         on_reload: Callable[[str, Any], None],
+        max_starts: int | None = None,
     ) -> None:
         self._roots = list(roots)
         self._cwd = roots[0] if roots else None  # no root: where the daemon runs
@@ -69,9 +74,14 @@ class WorkerPool:
         self._workers: collections.OrderedDict[str, WorkerProcess] = collections.OrderedDict()
         # Every process not yet reaped (assigned, spare, retiring), for kill_all().
         self._live: dict[int, WorkerProcess] = {}
-        self._spare: asyncio.Task[WorkerProcess] | None = None
-        self._assign_lock = asyncio.Lock()
+        self._supply = Supply(
+            self._spawn, self._discard, keep_spare=mode == "serve", max_starts=max_starts
+        )
+        # Assignments under way: one per loader, each shared by all the runs waiting for it.
         self._assigning: dict[str, asyncio.Future[WorkerProcess]] = {}
+        self._reserved = 0  # room taken by assignments still waiting for their process
+        self._waiting = 0  # assignments waiting for room: the supply starts spares for them
+        self._room: list[asyncio.Future[None]] = []  # woken when a worker goes idle or exits
         # Loaders whose code changed since their worker started: the next run replaces it,
         # exactly once however many of the loader's modules noticed the change.
         self._outdated: set[str] = set()
@@ -84,9 +94,7 @@ class WorkerPool:
     async def start(self, early: spawn.EarlyProcess | None = None) -> None:
         """Start the warm spare worker (adopting `early` if it was started in our folder) and
         wait until it is ready."""
-        if self._spare is None:
-            self._spare = self._new_spare(early)
-        await asyncio.shield(self._spare)
+        await self._supply.start(early)
 
     async def run(
         self,
@@ -141,10 +149,8 @@ class WorkerPool:
     async def close(self) -> None:
         """Stop every worker (cleanups get a short grace), then kill what is left and reap."""
         self._closed = True
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            spare.cancel()
-            await asyncio.gather(spare, return_exceptions=True)
+        self._wake()
+        await self._supply.close()
         self._workers.clear()
         workers = list(self._live.values())
         for worker in workers:
@@ -194,18 +200,25 @@ class WorkerPool:
             ) from exc
 
     async def _assign(self, loader: str) -> WorkerProcess:
-        async with self._assign_lock:  # one spare taken at a time
-            worker = self._workers.get(loader)
-            if worker is not None and worker.usable:
-                return worker
-            if worker is not None:
-                del self._workers[loader]
-            worker = await self._take_spare()
-            worker.loader = loader
-            worker.send(ipc.Assign(roots=self._roots, loader=loader, mode=self._mode))
-            self._workers[loader] = worker
-            self._evict()
+        # No lock: assignments of different loaders wait for room and for a process side by
+        # side, so a build's loaders get their workers started in parallel.
+        worker = self._workers.get(loader)
+        if worker is not None and worker.usable:
             return worker
+        if worker is not None:
+            del self._workers[loader]
+        await self._reserve()
+        try:
+            worker = await self._supply.take()
+        except BaseException:
+            self._reserved -= 1
+            self._wake()
+            raise
+        self._reserved -= 1  # the room is the worker's now
+        worker.loader = loader
+        worker.send(ipc.Assign(roots=self._roots, loader=loader, mode=self._mode))
+        self._workers[loader] = worker
+        return worker
 
     def _assigned(self, loader: str, future: asyncio.Future[WorkerProcess]) -> None:
         if self._assigning.get(loader) is future:
@@ -213,52 +226,63 @@ class WorkerPool:
         if not future.cancelled():
             future.exception()  # retrieved: the waiters that are left report it
 
-    async def _take_spare(self) -> WorkerProcess:
-        """Take the warm spare, or start a worker; one retry if it failed.
+    async def _reserve(self) -> None:
+        """Wait for room for one more loader's process. `max_workers` counts every process that
+        hosts a loader, the ones still stopping included, so an evicted worker's room is free
+        only once it has exited (its cleanups run before another loader's code starts)."""
+        waited = False
+        try:
+            while True:
+                if self._closed:
+                    raise RuntimeError("vmd is shutting down")
+                hosting = sum(1 for w in self._live.values() if w.loader)
+                if hosting + self._reserved < self._max_workers:
+                    break
+                if len(self._workers) + self._reserved >= self._max_workers and self._evict():
+                    continue  # its room is free once it has exited
+                if not waited:
+                    waited = True
+                    self._waiting += 1
+                    # Processes for the loaders waiting, started now, ready when room is.
+                    self._supply.ahead = min(self._waiting, self._max_workers)
+                    self._supply.top_up()
+                room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._room.append(room)
+                await room
+        finally:
+            if waited:
+                self._waiting -= 1
+                # No top_up: the take that follows does it, after taking a ready spare.
+                self._supply.ahead = min(self._waiting, self._max_workers)
+        self._reserved += 1
 
-        Serving, the spare is replaced at once, so a code change never waits for an
-        interpreter. A build changes no code and asks for all its loaders at once: a new
-        spare would only compete for the CPU with the build, so none is kept."""
-        error: BaseException | None = None
-        for _ in range(2):
-            spare = self._spare
-            if spare is None and not self._closed:
-                spare = self._new_spare()
-            self._spare = self._new_spare() if self._mode == "serve" and not self._closed else None
-            if spare is None:
-                continue
-            try:
-                worker = await asyncio.shield(spare)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                error = exc
-                logger.warning("vmd: a worker failed to start: %s", exc)
-                continue
-            if not worker.dead:
-                return worker
-        raise RuntimeError(f"no worker process could start: {error}")
+    def _wake(self) -> None:
+        """Room may have come free (a worker went idle or exited): let the waiting look."""
+        room, self._room = self._room, []
+        for future in room:
+            if not future.done():
+                future.set_result(None)
 
-    def _new_spare(self, early: spawn.EarlyProcess | None = None) -> asyncio.Task[WorkerProcess]:
-        task = asyncio.create_task(self._spawn(early))
-        # A spare nobody takes (closing) must not log "exception was never retrieved".
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return task
+    def _evict(self) -> bool:
+        """Stop the least recently used idle worker (its cleanups run); False if all are busy.
 
-    def _evict(self) -> None:
-        """Over the bound: stop the least recently used idle workers (their cleanups run)."""
-        excess = len(self._workers) - self._max_workers
-        for loader, worker in list(self._workers.items())[:-1]:
-            if excess <= 0:
-                break
-            if worker.busy:
-                continue
-            del self._workers[loader]
-            worker.retired = True
-            self._in_background(self._retire(worker))
-            excess -= 1
+        One not sent a run yet is not idle: its runs, woken by its assignment, are about to."""
+        for loader, worker in self._workers.items():
+            if worker.used and not worker.busy:
+                del self._workers[loader]
+                worker.retired = True
+                self._in_background(self._retire(worker))
+                return True
+        return False
+
+    def _discard(self, worker: WorkerProcess) -> None:
+        """A spare nobody needs any more."""
+        worker.retired = True
+        self._in_background(self._retire(worker, after_run=False))
 
     async def _spawn(self, early: spawn.EarlyProcess | None = None) -> WorkerProcess:
+        """Obtain one ready worker process: the only way the pool gets one (the supply calls
+        it, at most `max_starts` at once)."""
         proc = await early.take(self._cwd) if early is not None else None
         if early is not None and proc is None:
             self._in_background(early.close())  # started in another folder
@@ -292,6 +316,8 @@ class WorkerPool:
         data: Any,
     ) -> ipc.Done | None:
         result = await worker.run(id, query, events, data)
+        if not worker.busy:
+            self._wake()  # it can be evicted now
         if result is REQUEUE:
             return None
         if isinstance(result, Outcome):
@@ -341,6 +367,7 @@ class WorkerPool:
 
     def _died_idle(self, worker: WorkerProcess) -> None:
         """Died with no run in flight (a setup thread crashed it, or it was killed)."""
+        self._supply.forget(worker)
         self._forget(worker)
         self._in_background(self._reap(worker))
 
@@ -367,6 +394,7 @@ class WorkerPool:
             await worker.reap(_REAP_TIMEOUT)
         finally:
             self._live.pop(worker.pid, None)
+            self._wake()
 
     def _in_background(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -82,6 +82,11 @@ class WorkerProcess:
         return bool(self.inflight)
 
     @property
+    def used(self) -> bool:
+        """Whether a run was ever sent to it."""
+        return self._seq > 0
+
+    @property
     def usable(self) -> bool:
         return not (self.dead or self.retired or self.proc.returncode is not None)
 

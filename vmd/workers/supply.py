@@ -1,0 +1,205 @@
+"""The supply of worker processes: started at most as many at once as the machine can run, and
+kept ready ahead of need, so an assignment rarely waits for an interpreter and never waits for
+another assignment's.
+
+The pool (`vmd.workers.pool`) decides which loader a process hosts and how many may host one;
+this module only has unassigned processes ready when asked. How one process is obtained is the
+`obtain` callable the pool gives it, and nothing else here knows: a preloader that forks
+workers would slot in there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+from vmd.workers import spawn
+from vmd.workers.process import WorkerProcess
+
+logger = logging.getLogger(__name__)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+class Supply:
+    """Unassigned worker processes: the ones ready, the ones starting, and who waits for one.
+
+    `obtain(early)` starts one process and returns it once it is ready (adopting `early`, an
+    already running one, if given); `discard(worker)` stops one nobody needs any more.
+    `keep_spare`: keep one ready even with nobody waiting (serving: a code change then never
+    waits for interpreter start-up). `ahead` is set by the pool: how many loaders wait for
+    room to get a worker; that many (up to `max_starts`) are started for them in advance.
+    """
+
+    def __init__(
+        self,
+        obtain: Callable[[spawn.EarlyProcess | None], Awaitable[WorkerProcess]],
+        discard: Callable[[WorkerProcess], None],
+        *,
+        keep_spare: bool,
+        max_starts: int | None = None,
+    ) -> None:
+        self._obtain = obtain
+        self._discard = discard
+        self._keep_spare = keep_spare
+        # Building, the spare `start()` makes is kept for the first assignment, then none.
+        self._keep = 1
+        # How many processes start at once. A start is CPU work from exec to Ready (the
+        # interpreter, then msgspec and the worker's modules: 25-160 ms of CPU here), so more
+        # starts at once than CPUs finish no sooner in all (they share the cores) and each
+        # finishes later, which delays the first loader; fewer leaves a core idle while
+        # loaders wait. maxWorkers is not this bound: it caps how many loaders hold a process
+        # (their imports, their memory), which the pool enforces, and it may well exceed the
+        # cores (8 by default, 2 cores here).
+        self.max_starts = max(1, max_starts or usable_cpus())
+        self._turns = asyncio.Semaphore(self.max_starts)
+        self.ahead = 0
+        self._ready: collections.deque[WorkerProcess] = collections.deque()
+        self._takers: collections.deque[asyncio.Future[WorkerProcess]] = collections.deque()
+        self._starting = 0  # started or waiting for a turn
+        self._tasks: set[asyncio.Task[WorkerProcess | None]] = set()
+        # The last start failed: start only for those waiting, never to keep spares (a root
+        # that does not exist would otherwise fail again and again).
+        self._failing = False
+        self._closed = False
+
+    async def start(self, early: spawn.EarlyProcess | None = None) -> None:
+        """Have a spare ready (adopting `early`, if given); raises what starting it raised."""
+        if early is None and self._ready:
+            return
+        if early is not None or not self._tasks:
+            task = self._start_one(early)
+        else:
+            task = next(iter(self._tasks))
+        await asyncio.shield(task)
+
+    async def take(self) -> WorkerProcess:
+        """A ready process: a spare, or the next to start; one retry if starting failed."""
+        if not self._keep_spare:
+            self._keep = 0
+        error: BaseException | None = None
+        for _ in range(2):
+            if self._closed:
+                break
+            while self._ready:
+                worker = self._ready.popleft()
+                if worker.usable:
+                    self.top_up()  # serving: the spare is replaced at once
+                    return worker
+            future: asyncio.Future[WorkerProcess] = asyncio.get_running_loop().create_future()
+            self._takers.append(future)
+            self.top_up()
+            try:
+                return await future
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    self._offer(future.result())  # handed over just as we were cancelled
+                raise
+            except Exception as exc:
+                error = exc
+                logger.warning("vmd: a worker failed to start: %s", exc)
+            finally:
+                if future in self._takers:
+                    self._takers.remove(future)
+        if self._closed:
+            raise RuntimeError("vmd is shutting down")
+        raise RuntimeError(f"no worker process could start: {error}")
+
+    def top_up(self) -> None:
+        """Start what the demand asks for now; stop ready spares it no longer needs."""
+        if self._closed:
+            return
+        have = len(self._ready) + self._starting
+        wanted = len(self._takers) if self._failing else self._wanted()
+        for _ in range(wanted - have):
+            self._start_one()
+        excess = have - self._wanted()
+        while excess > 0 and self._ready:
+            self._discard(self._ready.pop())
+            excess -= 1
+
+    def forget(self, worker: WorkerProcess) -> None:
+        """A spare died: it is no longer ready."""
+        if worker in self._ready:
+            self._ready.remove(worker)
+
+    async def close(self) -> None:
+        """Fail whoever waits, and stop the starts under way (their processes are reaped)."""
+        self._closed = True
+        for future in self._takers:
+            if not future.done():
+                future.set_exception(RuntimeError("vmd is shutting down"))
+        self._takers.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- starting --------------------------------------------------------------------------
+
+    def _wanted(self) -> int:
+        """How many processes should be ready or starting for the demand now."""
+        return len(self._takers) + self._keep + min(self.ahead, self.max_starts)
+
+    def _start_one(
+        self, early: spawn.EarlyProcess | None = None
+    ) -> asyncio.Task[WorkerProcess | None]:
+        self._starting += 1
+        task = asyncio.create_task(self._start(early))
+        self._tasks.add(task)
+        task.add_done_callback(self._started)
+        return task
+
+    async def _start(self, early: spawn.EarlyProcess | None) -> WorkerProcess | None:
+        if early is not None:  # already running: it takes no turn
+            return await self._obtain(early)
+        async with self._turns:
+            # The demand may have gone while this start waited for its turn (a build's last
+            # loaders took the spares already ready).
+            if self._closed or len(self._ready) + self._starting > self._wanted():
+                return None
+            return await self._obtain(None)
+
+    def _started(self, task: asyncio.Task[WorkerProcess | None]) -> None:
+        self._tasks.discard(task)
+        self._starting -= 1
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self._failing = True
+            taker = self._next_taker()
+            if taker is not None:
+                taker.set_exception(error)
+            else:
+                logger.warning("vmd: a spare worker failed to start: %s", error)
+            return
+        worker = task.result()
+        if worker is not None:
+            self._failing = False
+            self._offer(worker)
+
+    def _offer(self, worker: WorkerProcess) -> None:
+        taker = self._next_taker()
+        if taker is not None:
+            taker.set_result(worker)
+            return
+        self._ready.append(worker)  # closing: the pool stops every live process itself
+        if not self._closed:
+            self.top_up()
+
+    def _next_taker(self) -> asyncio.Future[WorkerProcess] | None:
+        while self._takers:
+            taker = self._takers.popleft()
+            if not taker.done():
+                return taker
+        return None
