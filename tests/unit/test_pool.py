@@ -485,6 +485,46 @@ async def test_replace_lets_the_run_in_flight_finish_then_uses_a_fresh_worker(
     assert new.ok and new.code != old.code
 
 
+async def test_a_code_change_mid_run_with_no_room_left_evicts_an_idle_worker_not_waits(
+    make_workers: Callable[..., Workers],
+) -> None:
+    harness = make_workers(max_workers=2)
+    started, go = harness.root / "started", harness.root / "go"
+    slow = harness.write(
+        "a.vmd.py",
+        f"""
+        import os, time
+        def load(ctx):
+            if ctx.query.get("slow"):
+                open({str(started)!r}, "w").close()
+                while not os.path.exists({str(go)!r}):
+                    time.sleep(0.01)
+            return str(os.getpid())
+        """,
+    )
+    other = harness.write(
+        "b.vmd.py",
+        """
+        from pathlib import Path
+        def setup(ctx):
+            return lambda: Path(str(ctx.path) + ".cleaned").write_text("x")
+        def load(ctx):
+            return "ok"
+        """,
+    )
+    assert (await harness.run(other)).ok
+    old_run = asyncio.create_task(harness.run(slow, "slow=1"))
+    await harness.until(started.exists)
+    harness.pool.code_changed(slow)
+    # The old worker finishes its run on the old code, and still counts against the bound:
+    # the fresh one takes the idle worker's room instead of waiting for that run.
+    fresh = await asyncio.wait_for(harness.run(slow), 10)
+    assert not old_run.done()
+    await harness.until(Path(other + ".cleaned").exists)
+    go.touch()
+    assert (await old_run).code != fresh.code
+
+
 async def test_max_workers_evicts_the_least_recently_used_and_runs_its_cleanup(
     make_workers: Callable[..., Workers],
 ) -> None:

@@ -235,10 +235,13 @@ class WorkerPool:
             while True:
                 if self._closed:
                     raise RuntimeError("vmd is shutting down")
-                hosting = sum(1 for w in self._live.values() if w.loader)
-                if hosting + self._reserved < self._max_workers:
+                hosting = [w for w in self._live.values() if w.loader]
+                if len(hosting) + self._reserved < self._max_workers:
                     break
-                if len(self._workers) + self._reserved >= self._max_workers and self._evict():
+                # Stopping soon: given up and idle (one replaced mid-run may run for long).
+                soon = sum(1 for w in hosting if self._workers.get(w.loader) is not w
+                           and not w.busy)
+                if len(hosting) - soon + self._reserved >= self._max_workers and self._evict():
                     continue  # its room is free once it has exited
                 if not waited:
                     waited = True
