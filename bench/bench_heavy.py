@@ -9,8 +9,9 @@ interpreter that has the library imported (`REFERENCE` below):
   `vmd/changed`, `vmd/load`, check the new output), per library; comparison: fork from a process
   with the library imported, the child compiles the loader from source and runs it;
 - edit of the pandas loader's CSV → fresh module; comparison: `load()` again in one process;
-- 20 pandas loaders, cold, in one `vmd/loadMany`: wall time, peak and final PSS / RSS of the
-  daemon's tree; comparison: one process that imports pandas once and runs the 20 loaders;
+- 20 pandas loaders, cold, in one `vmd/loadMany` (a daemon in build mode, then one in serve
+  mode: serve keeps a warm spare and so more processes): wall time, peak and final PSS / RSS
+  of the daemon's tree; comparison: one process that imports pandas once and runs the 20;
 - maxWorkers 4 and the 20 pandas loaders visited round-robin (each visit: its CSV changes and
   it is loaded again, so the run needs a worker, and its worker has been evicted);
 - where a worker start's time goes: interpreter, `vmd.workers.main`, the library.
@@ -18,7 +19,7 @@ interpreter that has the library imported (`REFERENCE` below):
 Each section stops at `--section-limit` seconds, whatever its counts say.
 
     .venv/bin/python -m bench.bench_heavy --python /tmp/vmd-heavy/bin/python [--edits 20]
-        [--loaders 20] [--rounds 2] [--only edit,csv,many,evict,start] [--json out.json]
+        [--loaders 20] [--rounds 2] [--only start,edit,csv,many,evict] [--json out.json]
 """
 
 from __future__ import annotations
@@ -419,7 +420,8 @@ def main() -> None:
     ap.add_argument("--loaders", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2, help="round-robin rounds after eviction")
     ap.add_argument("--max-workers", type=int, default=4)
-    ap.add_argument("--many-mode", choices=["build", "serve"], default="build")
+    ap.add_argument("--many-modes", default="build,serve",
+                    help="modes of the 20-loader daemon, each measured in turn")
     ap.add_argument("--section-limit", type=float, default=180.0, help="seconds per section")
     ap.add_argument("--only", default="start,edit,csv,many,evict")
     ap.add_argument("--json", type=Path, help="write every figure here")
@@ -440,7 +442,8 @@ def main() -> None:
             results[f"edit_{lib}"] = bench_edit(args.python, lib, args.edits, args.section_limit,
                                                 csv_too=lib == "pandas" and "csv" in only)
     if "many" in only:
-        results["many"] = bench_many(args.python, args.loaders, args.many_mode)
+        for mode in args.many_modes.split(","):
+            results[f"many_{mode}"] = bench_many(args.python, args.loaders, mode)
     if "evict" in only:
         results["evict"] = bench_evict(args.python, args.loaders, args.rounds, args.max_workers,
                                        args.section_limit)
