@@ -1,0 +1,135 @@
+"""A build of many loader files: N loaders x Q queries in one `vmd/loadMany`, build mode, each
+round against a fresh daemon (what `vite build` does), reporting the wall time and how far apart
+the loaders' workers started.
+
+    .venv/bin/python -m bench.bench_many [--loaders 100] [--queries 5] [--rounds 3]
+                                         [--max-workers N] [--mode build|serve]
+
+Each loader notes, as it is imported, its pid, the time (CLOCK_MONOTONIC, shared by every
+process) and its process's start time (from /proc, in clock ticks): the spacing of those is
+how far apart workers started and got a loader. A thread samples the daemon's children to
+find how many workers were alive at once; the daemon's own CPU time and that of the workers it
+has reaped are read from /proc before it is shut down. Linux only (it reads /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.bench_build import children
+from bench.rpc import Peer, median
+
+LOADER = """\
+import os, time
+_at = time.monotonic()
+with open("/proc/self/stat") as _f:
+    _ticks = int(_f.read().rsplit(")", 1)[1].split()[19])
+with open({marks!r} + "/" + {name!r}, "w") as _f:
+    _f.write(f"{{os.getpid()}} {{_at}} {{_ticks}}")
+import vmd
+def load(ctx):
+    return vmd.json_module({{"loader": {name!r}, "q": ctx.query.get("q")}})
+"""
+
+
+def _sample_alive(pid: int, stop: threading.Event, peak: list[int]) -> None:
+    while not stop.wait(0.005):
+        peak[0] = max(peak[0], len(children(pid)))
+
+
+def _cpu_ms(pid: int) -> tuple[float, float]:
+    """CPU time of `pid` itself, and of the children it has reaped (workers that exited)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = [int(x) for x in f.read().rsplit(")", 1)[1].split()[11:15]]
+    tick = 1000 / os.sysconf("SC_CLK_TCK")
+    return (fields[0] + fields[1]) * tick, (fields[2] + fields[3]) * tick
+
+
+def one_round(root: Path, ids: list[str], options: dict[str, object]) -> dict[str, float]:
+    marks = root / "marks"
+    for mark in marks.iterdir():
+        mark.unlink()
+    t0 = time.perf_counter()
+    peer = Peer(root, options)
+    peer.initialize()
+    stop, peak = threading.Event(), [0]
+    sampler = threading.Thread(target=_sample_alive, args=(peer.proc.pid, stop, peak))
+    sampler.start()
+    t1 = time.perf_counter()
+    peer.send_many([peer.encode_request("vmd/loadMany", {"ids": ids})])
+    (answer,) = peer.read_responses()
+    t2 = time.perf_counter()
+    stop.set()
+    sampler.join()
+    daemon_cpu, workers_cpu = _cpu_ms(peer.proc.pid)
+    peer.close()
+    results = answer["result"]["results"]
+    failed = [r for r in results if "error" in r]
+    if failed:
+        raise SystemExit(f"{len(failed)} loads failed, e.g. {failed[0]['error']}")
+    rows = [mark.read_text().split() for mark in marks.iterdir()]
+    imports = sorted(float(at) for _, at, _ in rows)
+    ticks = sorted(int(t) for _, _, t in rows)
+    tick = 1000 / os.sysconf("SC_CLK_TCK")
+
+    def gaps(values: list[float]) -> list[float]:
+        return [b - a for a, b in zip(values, values[1:], strict=False)]
+
+    return {
+        "load": (t2 - t1) * 1000,
+        "total": (t2 - t0) * 1000,
+        "import_gap": median(gaps(imports)) * 1000,
+        "start_gap": median(gaps([float(t) for t in ticks])) * tick,
+        "span": (imports[-1] - imports[0]) * 1000,
+        "peak": peak[0],
+        "daemon_cpu": daemon_cpu,
+        "workers_cpu": workers_cpu,
+        "workers": len({pid for pid, _, _ in rows}),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--loaders", type=int, default=100)
+    ap.add_argument("--queries", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--max-workers", type=int, default=None, help="default: the daemon's")
+    ap.add_argument("--mode", default="build", choices=["build", "serve"],
+                    help="serve: a dev server's cold start (watchers, a warm spare)")
+    args = ap.parse_args()
+    options: dict[str, object] = {"mode": args.mode}
+    if args.max_workers is not None:
+        options["maxWorkers"] = args.max_workers
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        marks = root / "marks"
+        marks.mkdir()
+        for i in range(args.loaders):
+            name = f"l{i:03d}"
+            (root / f"{name}.vmd.py").write_text(LOADER.format(marks=str(marks), name=name))
+        ids = [f"{root}/l{i:03d}.vmd.py?q={q}" for i in range(args.loaders)
+               for q in range(args.queries)]
+        rounds = []
+        for rnd in range(args.rounds):
+            r = one_round(root, ids, options)
+            rounds.append(r)
+            print(f"round {rnd + 1}: {len(ids)} loads of {args.loaders} loaders in one "
+                  f"vmd/loadMany: {r['load']:.0f} ms (spawn -> answer {r['total']:.0f} ms); "
+                  f"workers started a median {r['start_gap']:.1f} ms apart (/proc), loaders "
+                  f"imported {r['import_gap']:.1f} ms apart over {r['span']:.0f} ms; "
+                  f"peak {r['peak']} worker processes alive; CPU: daemon "
+                  f"{r['daemon_cpu']:.0f} ms, exited workers {r['workers_cpu']:.0f} ms",
+                  flush=True)
+        med = {k: median([r[k] for r in rounds]) for k in rounds[0]}
+        print(f"median of {args.rounds}: loadMany {med['load']:.0f} ms, spawn -> answer "
+              f"{med['total']:.0f} ms, start gap {med['start_gap']:.1f} ms, import gap "
+              f"{med['import_gap']:.1f} ms, peak alive {med['peak']:.0f}")
+
+
+if __name__ == "__main__":
+    main()
