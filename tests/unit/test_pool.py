@@ -46,6 +46,19 @@ def load(ctx):
 """
 
 
+def gated_loader(started: Path, go: Path) -> str:
+    """A loader whose ?slow=1 run creates `started`, then holds until `go` exists."""
+    return f"""
+import os, time
+def load(ctx):
+    if ctx.query.get("slow"):
+        open({str(started)!r}, "w").close()
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.01)
+    return str(os.getpid())
+"""
+
+
 def _alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie waiting for a reaper that may never come counts as dead)."""
     try:
@@ -461,18 +474,7 @@ async def test_replace_lets_the_run_in_flight_finish_then_uses_a_fresh_worker(
     workers: Workers,
 ) -> None:
     started, go = workers.root / "started", workers.root / "go"
-    loader = workers.write(
-        "a.vmd.py",
-        f"""
-        import os, time
-        def load(ctx):
-            if ctx.query.get("slow"):
-                open({str(started)!r}, "w").close()
-                while not os.path.exists({str(go)!r}):
-                    time.sleep(0.01)
-            return str(os.getpid())
-        """,
-    )
+    loader = workers.write("a.vmd.py", gated_loader(started, go))
     slow = asyncio.create_task(workers.run(loader, "slow=1"))
     await workers.until(started.exists)  # the run is in flight in the worker
     # Returns while the run is still waiting for `go` (if it waited for the run: never).
@@ -490,18 +492,7 @@ async def test_a_code_change_mid_run_with_no_room_left_evicts_an_idle_worker_not
 ) -> None:
     harness = make_workers(max_workers=2)
     started, go = harness.root / "started", harness.root / "go"
-    slow = harness.write(
-        "a.vmd.py",
-        f"""
-        import os, time
-        def load(ctx):
-            if ctx.query.get("slow"):
-                open({str(started)!r}, "w").close()
-                while not os.path.exists({str(go)!r}):
-                    time.sleep(0.01)
-            return str(os.getpid())
-        """,
-    )
+    slow = harness.write("a.vmd.py", gated_loader(started, go))
     other = harness.write(
         "b.vmd.py",
         """
