@@ -10,11 +10,11 @@ below it (from /proc), sampled after a warm-up and at the end.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
+from bench.proctree import descendants
 from bench.rpc import Peer
 
 LOADER = '''
@@ -29,19 +29,8 @@ def load(ctx):
 
 def tree_rss_kb(pid: int) -> tuple[int, int]:
     """(total RSS in KiB, process count) of `pid` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    total, count, todo = 0, 0, [pid]
-    while todo:
-        p = todo.pop()
+    total, count = 0, 0
+    for p in descendants(pid):
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
@@ -50,7 +39,6 @@ def tree_rss_kb(pid: int) -> tuple[int, int]:
                         count += 1
         except OSError:
             continue
-        todo.extend(children.get(p, []))
     return total, count
 
 
