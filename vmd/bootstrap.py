@@ -16,6 +16,7 @@ from typing import Any
 
 from vmd.rpc import Rpc
 from vmd.server import VmdServer
+from vmd.workers import reaper
 from vmd.workers.spawn import EarlyProcess
 
 log = logging.getLogger("vmd.bootstrap")
@@ -41,6 +42,8 @@ def serve(log_level: str = "info") -> int:
 
 
 async def _serve(in_fd: int, out_fd: int) -> int:
+    # Forked workers become our children (vmd.workers.preload); the pool reaps their leftovers.
+    reaper.become_subreaper()
     server = VmdServer(watch_parent=watch_parent)
     rpc = server.rpc
     # Its interpreter starts while we read `initialize` and import the rest of the daemon.
@@ -49,6 +52,7 @@ async def _serve(in_fd: int, out_fd: int) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, rpc.stop, "", 1)
+
     try:
         await rpc.stopped.wait()
     finally:

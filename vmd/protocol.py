@@ -191,6 +191,7 @@ class InitializationOptions(Message, kw_only=True):
     timeout_ms: int = 30000
     max_workers: int = 8
     progress_delay_ms: int = 500
+    preload: bool = True
 
 
 # The structs protocol.md documents, by section name (the test walks this).

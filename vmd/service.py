@@ -23,6 +23,7 @@ from vmd.store import Mark, Outcome, Store
 from vmd.watch import Watcher
 from vmd.workers.ipc import Done
 from vmd.workers.pool import WorkerPool
+from vmd.workers.reaper import is_subreaper
 from vmd.workers.spawn import EarlyProcess
 
 log = logging.getLogger("vmd.service")
@@ -36,6 +37,12 @@ class Notifier(Protocol):
     def finished(self, outcome: Outcome) -> None: ...
 
     def log(self, text: str) -> None: ...
+
+
+def preloading(options: InitializationOptions) -> bool:
+    """Fork workers from a preloader: unless turned off (the `preload` option, `VMD_PRELOAD=0`)
+    or impossible (this process is not a child subreaper: not Linux, or not `vmd serve`)."""
+    return options.preload and os.environ.get("VMD_PRELOAD", "1") != "0" and is_subreaper()
 
 
 class Service:
@@ -52,6 +59,7 @@ class Service:
             mode=options.mode,
             timeout_ms=options.timeout_ms,
             max_workers=options.max_workers,
+            preload=preloading(options),
             on_log=self._on_worker_log,
             on_reload=self._on_worker_reload,
         )

@@ -28,7 +28,7 @@ async def start_daemon(project: Project) -> AsyncIterator[StartDaemon]:
 
     Keyword arguments: `options` (initializationOptions), `capabilities`, `process_id`,
     `root` (default: the project root), `initialize=False` to skip the handshake, `cwd` (the
-    daemon's working directory; default: the test's).
+    daemon's working directory; default: the test's), `env` (added to its environment).
     """
     started: list[Daemon] = []
 
@@ -40,8 +40,9 @@ async def start_daemon(project: Project) -> AsyncIterator[StartDaemon]:
         root: Path | None = project.root,
         initialize: bool = True,
         cwd: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> Daemon:
-        daemon = await spawn_daemon(cwd)
+        daemon = await spawn_daemon(cwd, env=env)
         started.append(daemon)
         if initialize:
             params = initialize_params(root, options=options, capabilities=capabilities,

@@ -228,8 +228,12 @@ class Daemon:
     # -- processes ---------------------------------------------------------------------------
 
     def worker_pids(self) -> set[int]:
-        """The daemon's child processes now (its loader workers, spare included)."""
-        return children(self.proc.pid)
+        """The daemon's loader workers now, spare included (its children but preloaders)."""
+        return {p for p in children(self.proc.pid) if not is_preloader(p)}
+
+    def preloader_pids(self) -> set[int]:
+        """The daemon's preloader processes now (`vmd.workers.preloader`)."""
+        return {p for p in children(self.proc.pid) if is_preloader(p)}
 
     async def wait_exit(self, timeout: float = WAIT) -> int:
         return await asyncio.wait_for(self.proc.wait(), timeout)
@@ -298,6 +302,15 @@ def children(pid: int) -> set[int]:
     return out
 
 
+def is_preloader(pid: int) -> bool:
+    """Whether `pid` is a preloader: it names itself so (forked workers take their name back)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip() == "vmd-preloader"
+    except OSError:
+        return False
+
+
 def alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie whose reaper never comes counts as gone)."""
     try:
@@ -336,13 +349,16 @@ def initialize_params(
     return params
 
 
-async def spawn_daemon(cwd: Path | None = None, argv: list[str] | None = None) -> Daemon:
-    """`python -m vmd serve` (or `argv`, a launcher that ends up running it) on framed pipes."""
+async def spawn_daemon(
+    cwd: Path | None = None, argv: list[str] | None = None, env: dict[str, str] | None = None
+) -> Daemon:
+    """`python -m vmd serve` (or `argv`, a launcher that ends up running it) on framed pipes;
+    `env` is added to the daemon's environment."""
     proc = await asyncio.create_subprocess_exec(
         *(argv or [sys.executable, "-m", "vmd", "serve"]),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        env=ENV,
+        env={**ENV, **(env or {})},
         cwd=cwd,
         limit=1 << 24,
         start_new_session=True,

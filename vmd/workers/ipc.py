@@ -86,6 +86,8 @@ class Done(_Msg, tag="done"):
     code_deps: dict[str, Sig] = {}  # the loader and project-local modules it imported
     instance_deps: dict[str, Sig] = {}  # files read at import or in setup (state built from them)
     data_deps: dict[str, Sig] = {}  # files read by watch/load; None = tried but missing
+    # Modules from outside the project first imported by this run (what a preloader may import).
+    modules: list[str] = []
 
 
 class ReloadRequest(_Msg, tag="reload"):
@@ -106,9 +108,55 @@ class Stack(_Msg, tag="stack"):
 ToWorker = Assign | Run | Stop | Dump
 FromWorker = Ready | Done | ReloadRequest | Stack
 
+
+# daemon <-> preloader (`vmd.workers.preloader`) ----------------------------------------------
+
+
+class Preload(_Msg, tag="preload"):
+    """On the preloader's stdin: what to import before it forks workers."""
+
+    roots: list[str]
+    modules: list[str] = []
+
+
+class Fork(_Msg, tag="fork"):
+    """Fork one worker; its stdin, stdout and stderr ride along (SCM_RIGHTS)."""
+
+    seq: int
+
+
+class Loaded(_Msg, tag="loaded"):
+    """The preloader imported what it could and forks from now on (unless `unsafe`)."""
+
+    pid: int
+    base: list[str] = []  # the worker's own modules, there before any preloading
+    failed: list[str] = []  # not found, project-local, or raised on import
+    threaded: list[str] = []  # started a Python thread at import: never preload these
+    unsafe: str = ""  # why this preloader cannot fork (it exits)
+
+
+class Forked(_Msg, tag="forked"):
+    """Answer to Fork: the worker's pid, or why none was forked (the preloader then exits)."""
+
+    seq: int
+    pid: int = 0
+    refused: str = ""
+
+
+ToPreloader = Fork
+FromPreloader = Loaded | Forked
+
 _encoder = msgspec.msgpack.Encoder()
 to_worker_decoder = msgspec.msgpack.Decoder(ToWorker)
 from_worker_decoder = msgspec.msgpack.Decoder(FromWorker)
+preload_decoder = msgspec.msgpack.Decoder(Preload)
+to_preloader_decoder = msgspec.msgpack.Decoder(ToPreloader)
+from_preloader_decoder = msgspec.msgpack.Decoder(FromPreloader)
+
+
+def encode(msg: _Msg) -> bytes:
+    """Encode one message without a length prefix (for datagram-like sockets)."""
+    return _encoder.encode(msg)
 
 
 def frame(msg: _Msg) -> bytes:

@@ -31,7 +31,7 @@ import msgspec
 
 from vmd import filestate, globs
 from vmd.context import Context, Event
-from vmd.workers import ipc, locate
+from vmd.workers import ipc, locate, modules
 from vmd.workers.capture import Capture, FromSource
 from vmd.workers.locate import ContractError
 
@@ -72,6 +72,7 @@ class _Host:
         # What the code running here depends on (imports, files read and written).
         self.capture = Capture()
         self._import_deps: dict[str, filestate.Sig] = {}
+        self._seen = set(sys.modules)  # reported to the daemon already (or the worker's own)
 
     # -- transport ------------------------------------------------------------------------
 
@@ -153,6 +154,7 @@ class _Host:
         sys.path[:] = front + [p for p in sys.path if p not in front]
         if msg.roots:
             os.chdir(msg.roots[0])
+        modules.unshadow(front)
         self.capture.install()
 
     # -- running ----------------------------------------------------------------------------
@@ -186,6 +188,8 @@ class _Host:
             self.capture.target = None
             _flush()
         done.code_deps = dict(self.capture.code_deps)
+        if len(sys.modules) != len(self._seen):
+            done.modules = modules.new_modules(self._seen, self.capture.is_local)
         written = self.capture.written
 
         def inputs(deps: dict[str, filestate.Sig]) -> dict[str, filestate.Sig]:
@@ -364,7 +368,7 @@ def _flush() -> None:
             pass
 
 
-def _die_with_daemon() -> None:
+def die_with_daemon() -> None:
     """Exit when the daemon does: PR_SET_PDEATHSIG on Linux; if the daemon already died before
     that took effect, our parent is no longer its pid. Elsewhere stdin EOF does the job."""
     if sys.platform.startswith("linux"):
@@ -391,7 +395,7 @@ def main() -> None:
         1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
     )
     faulthandler.enable()
-    _die_with_daemon()
+    die_with_daemon()
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]
     sys.dont_write_bytecode = True

@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import signal
 from collections.abc import Callable
 from typing import Any
 
-from vmd import frames
 from vmd.errors import LoaderCrashed, LoaderTimeout
-from vmd.workers import ipc, spawn
+from vmd.workers import failures, ipc, reaper, spawn
 from vmd.workers.capture import Locality
+from vmd.workers.preload import Preloader
 from vmd.workers.process import REQUEUE, TIMED_OUT, Outcome, WorkerProcess
 from vmd.workers.supply import Supply
 
@@ -36,12 +35,14 @@ _STACK_WAIT = 2.0
 _READY_TIMEOUT = 10.0
 _STOP_GRACE = 1.0  # cleanups get this long after Stop before the group is SIGKILLed
 _REAP_TIMEOUT = 2.0
+_STRAY_WAIT = 1.0
 
 
 class WorkerPool:
     """Runs loaders in worker processes, one per loader file, at most `max_workers` at once
     (plus unassigned spares). `timeout_ms <= 0` means no timeout. `max_starts`: how many
-    processes may start at once (default: the CPUs this process may use).
+    processes may start at once (default: the CPUs this process may use). `preload`: fork
+    workers from a preloader (`vmd.workers.preload`); this process must be a child subreaper.
 
     Example:
         >>> pool = WorkerPool(roots=["/proj"], mode="serve", timeout_ms=30_000, max_workers=8,
@@ -61,6 +62,7 @@ class WorkerPool:
         on_log: Callable[[str, str], None],
         on_reload: Callable[[str, Any], None],
         max_starts: int | None = None,
+        preload: bool = False,
     ) -> None:
         self._roots = list(roots)
         self._cwd = roots[0] if roots else None  # no root: where the daemon runs
@@ -74,8 +76,10 @@ class WorkerPool:
         self._workers: collections.OrderedDict[str, WorkerProcess] = collections.OrderedDict()
         # Every process not yet reaped (assigned, spare, retiring), for kill_all().
         self._live: dict[int, WorkerProcess] = {}
+        self._preloader = Preloader(cwd=self._cwd, roots=roots) if preload else None
         self._supply = Supply(
-            self._spawn, self._discard, keep_spare=mode == "serve", max_starts=max_starts
+            self._spawn, self._discard, keep_spare=mode == "serve", max_starts=max_starts,
+            preloader=self._preloader, adopt=self._ready, roots=roots,
         )
         # Assignments under way: one per loader, each shared by all the runs waiting for it.
         self._assigning: dict[str, asyncio.Future[WorkerProcess]] = {}
@@ -93,7 +97,7 @@ class WorkerPool:
 
     async def start(self, early: spawn.EarlyProcess | None = None) -> None:
         """Start the warm spare worker (adopting `early` if it was started in our folder) and
-        wait until it is ready."""
+        wait until it is ready. (The first preloader starts with the first loader's run.)"""
         await self._supply.start(early)
 
     async def run(
@@ -151,6 +155,8 @@ class WorkerPool:
         self._closed = True
         self._wake()
         await self._supply.close()
+        if self._preloader is not None:
+            await self._preloader.close()
         self._workers.clear()
         workers = list(self._live.values())
         for worker in workers:
@@ -162,8 +168,9 @@ class WorkerPool:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     def pids(self) -> set[int]:
-        """Every live worker process, the spare included: what status and memory reports see."""
-        return set(self._live)
+        """Every live worker process, the spare and preloaders included: what status and memory
+        reports see."""
+        return set(self._live) | (self._preloader.pids() if self._preloader else set())
 
     @property
     def settled(self) -> bool:
@@ -174,6 +181,8 @@ class WorkerPool:
         """SIGKILL every worker's process group now (for `finally` blocks and atexit)."""
         for worker in list(self._live.values()):
             worker.killpg()
+        if self._preloader is not None:
+            self._preloader.kill_all()
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -209,7 +218,7 @@ class WorkerPool:
             del self._workers[loader]
         await self._reserve()
         try:
-            worker = await self._supply.take()
+            worker = await self._supply.take_for(loader)
         except BaseException:
             self._reserved -= 1
             self._wake()
@@ -284,13 +293,16 @@ class WorkerPool:
         self._in_background(self._retire(worker, after_run=False))
 
     async def _spawn(self, early: spawn.EarlyProcess | None = None) -> WorkerProcess:
-        """Obtain one ready worker process: the only way the pool gets one (the supply calls
-        it, at most `max_starts` at once)."""
+        """Spawn one ready worker process (the supply calls it, at most `max_starts` at once)."""
         proc = await early.take(self._cwd) if early is not None else None
         if early is not None and proc is None:
             self._in_background(early.close())  # started in another folder
         if proc is None:
             proc = await spawn.start_worker(self._cwd)
+        return await self._ready(proc)
+
+    async def _ready(self, proc: spawn.WorkerProcess) -> WorkerProcess:
+        """Track a started process and wait until it says it is ready."""
         worker = WorkerProcess(
             proc,
             timeout_ms=self._timeout_ms,
@@ -323,6 +335,8 @@ class WorkerPool:
             self._wake()  # it can be evicted now
         if result is REQUEUE:
             return None
+        if isinstance(result, ipc.Done) and result.modules and self._preloader is not None:
+            self._preloader.learn(result.modules)
         if isinstance(result, Outcome):
             # Everything queued behind goes to a fresh worker, not to this one's fate.
             worker.requeue()
@@ -335,38 +349,13 @@ class WorkerPool:
         self._forget(worker)
         stack = await worker.stack(_STACK_WAIT)
         await self._reap(worker)
-        return LoaderTimeout(
-            # The file and line say where; the id is in the error's data.
-            f"timed out after {self._timeout_ms} ms",
-            id=id,
-            file=stack.file if stack else loader,
-            line=stack.line if stack else 1,
-            traceback=stack.traceback if stack else "",
-        )
+        return failures.timed_out(stack, loader, id, self._timeout_ms)
 
     async def _crashed(self, worker: WorkerProcess, loader: str, id: str) -> LoaderCrashed:
         self._forget(worker)
         await self._reap(worker)  # also drains stderr, so faulthandler's report is complete
         code = worker.proc.returncode
-        if code is None:
-            how = "closed its pipe"
-        elif code < 0:
-            try:
-                how = f"was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                how = f"was killed by signal {-code}"
-        else:
-            how = f"exited with code {code}"
-        # faulthandler writes the most recent call first.
-        fault = frames.parse("\n".join(reversed(worker.fault or ())))
-        file, line = frames.deepest(fault, self._locality.is_local) or (loader, 1)
-        return LoaderCrashed(
-            f"the worker process running {id} {how}",
-            id=id,
-            file=file,
-            line=line,
-            traceback="\n".join(worker.fault or ()),
-        )
+        return failures.crashed(code, worker.fault, loader, id, self._locality.is_local)
 
     def _died_idle(self, worker: WorkerProcess) -> None:
         """Died with no run in flight (a setup thread crashed it, or it was killed)."""
@@ -398,6 +387,11 @@ class WorkerPool:
         finally:
             self._live.pop(worker.pid, None)
             self._wake()
+            if reaper.is_subreaper():
+                # What its loader left behind is ours now; killed with its group, it exits
+                # about now: look again a moment later (no SIGCHLD handler: the loop owns it).
+                reaper.reap_strays()
+                asyncio.get_running_loop().call_later(_STRAY_WAIT, reaper.reap_strays)
 
     def _in_background(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -13,7 +13,6 @@ import signal
 import site
 import subprocess
 import sys
-import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,6 +48,11 @@ def worker_command() -> list[str]:
     # project's own `vmd` folder would shadow this package.
     flags = ["-P"] if sys.version_info >= (3, 11) else []
     return [sys.executable, *flags, "-m", "vmd.workers.main"]
+
+
+def preloader_command(fd: int) -> list[str]:
+    """The preloader (`vmd.workers.preloader`), talking to the daemon on socket `fd`."""
+    return [*worker_command()[:-1], "vmd.workers.preloader", str(fd)]
 
 
 def worker_env() -> dict[str, str]:
@@ -101,69 +105,6 @@ def _popen(cwd: str) -> subprocess.Popen[bytes]:
     )
 
 
-class _Adopted:
-    """A worker started with `subprocess.Popen` before the event loop, seen through asyncio
-    streams; a thread waits for its exit (as asyncio's own child watcher does)."""
-
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        self._popen = popen
-        self.pid = popen.pid
-        self.stdin: _PipeWriter | None = None
-        self.stdout: asyncio.StreamReader | None = None
-        self.stderr: asyncio.StreamReader | None = None
-        self._exited: asyncio.Future[int] | None = None
-
-    async def connect(self) -> None:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        popen = self._popen
-        assert popen.stdin and popen.stdout and popen.stderr
-        self.stdout = stdout = asyncio.StreamReader(loop=loop)
-        self.stderr = stderr = asyncio.StreamReader(loop=loop)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stderr), popen.stderr)
-        transport, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, popen.stdin)
-        self.stdin = _PipeWriter(transport)
-        exited: asyncio.Future[int] = loop.create_future()
-        self._exited = exited
-
-        def exit_with(code: int) -> None:
-            transport.close()
-            if not exited.done():
-                exited.set_result(code)
-
-        def wait() -> None:
-            code = popen.wait()
-            try:
-                loop.call_soon_threadsafe(exit_with, code)
-            except RuntimeError:  # the daemon's loop is already closed: nobody is waiting
-                pass
-
-        threading.Thread(target=wait, name=f"vmd-wait-{self.pid}", daemon=True).start()
-
-    @property
-    def returncode(self) -> int | None:
-        return self._popen.returncode
-
-    async def wait(self) -> int:
-        import asyncio
-
-        assert self._exited is not None
-        return await asyncio.shield(self._exited)
-
-
-class _PipeWriter:
-    def __init__(self, transport: asyncio.WriteTransport) -> None:
-        self._transport = transport
-
-    def write(self, data: bytes) -> None:
-        self._transport.write(data)
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-
 class EarlyProcess:
     """The daemon's first worker process: the one `start_early()` started, or one started now.
     Handed to the first pool that asks for a worker in the same folder; `close` stops it
@@ -196,7 +137,11 @@ class EarlyProcess:
             return None
         self._taken = True
         if self._popen is not None:
-            adopted = _Adopted(self._popen)
+            from vmd.workers.piped import PipedProcess
+
+            popen = self._popen
+            assert popen.stdin and popen.stdout and popen.stderr
+            adopted = PipedProcess(popen.pid, popen.stdin, popen.stdout, popen.stderr, popen.wait)
             await adopted.connect()
             return adopted
         assert self._task is not None

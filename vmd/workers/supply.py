@@ -3,9 +3,9 @@ kept ready ahead of need, so an assignment rarely waits for an interpreter and n
 another assignment's.
 
 The pool (`vmd.workers.pool`) decides which loader a process hosts and how many may host one;
-this module only has unassigned processes ready when asked. How one process is obtained is the
-`obtain` callable the pool gives it, and nothing else here knows: a preloader that forks
-workers would slot in there.
+this module has a process ready when asked: forked from a preloader that has the loader's
+imports (`vmd.workers.preload`), else a spawned one (the `obtain` callable the pool gives it:
+the spare, or one started now).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import asyncio
 import collections
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
-from vmd.workers import spawn
+from vmd.workers import scan, spawn
+from vmd.workers.preload import Preloader
 from vmd.workers.process import WorkerProcess
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,14 @@ class Supply:
         *,
         keep_spare: bool,
         max_starts: int | None = None,
+        preloader: Preloader | None = None,
+        adopt: Callable[[spawn.WorkerProcess], Awaitable[WorkerProcess]] | None = None,
+        roots: Sequence[str] = (),
     ) -> None:
         self._obtain = obtain
+        self._preloader = preloader
+        self._adopt = adopt
+        self._roots = list(roots)
         self._discard = discard
         self._keep_spare = keep_spare
         # Building, the spare `start()` makes is kept for the first assignment, then none.
@@ -66,6 +73,7 @@ class Supply:
         self._ready: collections.deque[WorkerProcess] = collections.deque()
         self._takers: collections.deque[asyncio.Future[WorkerProcess]] = collections.deque()
         self._starting = 0  # started or waiting for a turn
+        self._claims = 0  # spares reserved by claim() for a take() to come
         self._tasks: set[asyncio.Task[WorkerProcess | None]] = set()
         # The last start failed: start only for those waiting, never to keep spares (a root
         # that does not exist would otherwise fail again and again).
@@ -82,8 +90,31 @@ class Supply:
             task = next(iter(self._tasks))
         await asyncio.shield(task)
 
-    async def take(self) -> WorkerProcess:
-        """A ready process: a spare, or the next to start; one retry if starting failed."""
+    async def take_for(self, loader: str) -> WorkerProcess:
+        """A ready process for `loader`: forked from a preloader that has its imports, or else
+        a spare (one ready or starting beats waiting for a preloader still importing them: the
+        spare imports them itself, as it always did), or else forked from what preloader there
+        is, or else spawned."""
+        preloader = self._preloader
+        if preloader is None or not preloader.enabled or self._adopt is None:
+            return await self.take()
+        needs = scan.top_level_imports(loader, [os.path.dirname(loader), *self._roots])
+        if not preloader.ready_for(needs) and self._claim():
+            preloader.prepare(needs)  # for the loaders that follow
+            return await self.take(claimed=True)
+        proc = await preloader.fork(needs)
+        if proc is not None:
+            try:
+                return await self._adopt(proc)
+            except Exception as exc:
+                logger.info("vmd: a forked worker did not start (%s); spawning one", exc)
+        return await self.take()
+
+    async def take(self, *, claimed: bool = False) -> WorkerProcess:
+        """A ready process: a spare, or the next to start; one retry if starting failed.
+        `claimed`: the caller reserved one with `claim()`."""
+        if claimed:
+            self._claims -= 1
         if not self._keep_spare:
             self._keep = 0
         error: BaseException | None = None
@@ -113,6 +144,14 @@ class Supply:
         if self._closed:
             raise RuntimeError("vmd is shutting down")
         raise RuntimeError(f"no worker process could start: {error}")
+
+    def _claim(self) -> bool:
+        """Reserve a spare that is ready or starting for a `take(claimed=True)` to follow; False
+        when there is none to spare."""
+        if len(self._ready) + self._starting - len(self._takers) - self._claims > 0:
+            self._claims += 1
+            return True
+        return False
 
     def top_up(self) -> None:
         """Start what the demand asks for now; stop ready spares it no longer needs."""
@@ -147,8 +186,11 @@ class Supply:
     # -- starting --------------------------------------------------------------------------
 
     def _wanted(self) -> int:
-        """How many processes should be ready or starting for the demand now."""
-        return len(self._takers) + self._keep + min(self.ahead, self.max_starts)
+        """How many processes should be ready or starting for the demand now (none ahead of
+        need while forking: a fork takes milliseconds)."""
+        forking = self._preloader is not None and self._preloader.enabled
+        ahead = 0 if forking else min(self.ahead, self.max_starts)
+        return len(self._takers) + self._keep + ahead
 
     def _start_one(
         self, early: spawn.EarlyProcess | None = None

@@ -141,6 +141,7 @@ export interface InitializationOptions {
   timeoutMs?: number
   maxWorkers?: number
   progressDelayMs?: number
+  preload?: boolean
 }
 
 /** The protocol revision this client speaks (`PROTOCOL_VERSION` in vmd/protocol.py). */

@@ -1,0 +1,80 @@
+"""A worker process the daemon did not start through asyncio (one started before the event
+loop, one forked by the preloader), seen through asyncio streams like asyncio's own Process.
+
+A thread waits for its exit, as asyncio's threaded child watcher does: the process must be the
+daemon's child (a forked worker is re-parented to the daemon, a child subreaper).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import IO
+
+
+class PipedProcess:
+    """`pid`, its three pipes (ours to close) and `wait_exit`, a blocking wait that returns
+    its exit code (negative: killed by that signal)."""
+
+    def __init__(
+        self,
+        pid: int,
+        stdin: IO[bytes],
+        stdout: IO[bytes],
+        stderr: IO[bytes],
+        wait_exit: Callable[[], int],
+    ) -> None:
+        self.pid = pid
+        self._pipes = (stdin, stdout, stderr)
+        self._wait_exit = wait_exit
+        self.returncode: int | None = None
+        self.stdin: PipeWriter | None = None
+        self.stdout: asyncio.StreamReader | None = None
+        self.stderr: asyncio.StreamReader | None = None
+        self._exited: asyncio.Future[int] | None = None
+
+    async def connect(self) -> None:
+        """Attach the pipes to the running loop and start waiting for the exit."""
+        loop = asyncio.get_running_loop()
+        stdin, stdout_pipe, stderr_pipe = self._pipes
+        self.stdout = stdout = asyncio.StreamReader(loop=loop)
+        self.stderr = stderr = asyncio.StreamReader(loop=loop)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), stdout_pipe)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stderr), stderr_pipe)
+        transport, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, stdin)
+        self.stdin = PipeWriter(transport)
+        exited: asyncio.Future[int] = loop.create_future()
+        self._exited = exited
+
+        def exit_with(code: int) -> None:
+            self.returncode = code
+            transport.close()
+            if not exited.done():
+                exited.set_result(code)
+
+        def wait() -> None:
+            code = self._wait_exit()
+            try:
+                loop.call_soon_threadsafe(exit_with, code)
+            except RuntimeError:  # the daemon's loop is already closed: nobody is waiting
+                pass
+
+        threading.Thread(target=wait, name=f"vmd-wait-{self.pid}", daemon=True).start()
+
+    async def wait(self) -> int:
+        assert self._exited is not None
+        return await asyncio.shield(self._exited)
+
+
+class PipeWriter:
+    """The stdin side of a PipedProcess: what the pool uses of a StreamWriter."""
+
+    def __init__(self, transport: asyncio.WriteTransport) -> None:
+        self._transport = transport
+
+    def write(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()

@@ -1,0 +1,73 @@
+"""The daemon as a child subreaper: what lets forked workers be its own children.
+
+A worker forked by the preloader is forked twice and its middle parent exits, so the kernel
+re-parents it to the nearest subreaper: the daemon. The daemon can then wait for it, its
+`PR_SET_PDEATHSIG` fires when the daemon dies, and it outlives the preloader. The price is that
+whatever a worker's loader started and left behind is re-parented to the daemon too when the
+worker dies: `reap_strays` waits for those, so none stays a zombie.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
+_subreaper = False
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper (Linux); whether it is one now."""
+    global _subreaper
+    if _subreaper or not sys.platform.startswith("linux"):
+        return _subreaper
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        _subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except Exception:
+        _subreaper = False
+    return _subreaper
+
+
+def is_subreaper() -> bool:
+    """Whether `become_subreaper` succeeded in this process."""
+    return _subreaper
+
+
+def reap_strays() -> int:
+    """Wait for every exited child that is not a process group leader: a loader's leftovers,
+    re-parented here when their worker died. Group leaders are the daemon's own (workers, the
+    preloader), which their owners wait for. Returns how many were reaped."""
+    reaped = 0
+    for pid in _children():
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if state == b"Z" and pgrp != pid:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    reaped += 1
+            except ChildProcessError:
+                pass
+    return reaped
+
+
+def _children() -> list[int]:
+    pids: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+                pids.extend(int(p) for p in f.read().split())
+        except OSError:
+            continue
+    return pids

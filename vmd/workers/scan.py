@@ -1,0 +1,37 @@
+"""Which modules a loader file imports, read from its source without running it: what the
+preloader can import before the loader's first run.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+
+
+def top_level_imports(path: str, front: list[str]) -> list[str]:
+    """The absolute imports a loader file makes outside functions and classes, minus the ones
+    a module in `front` (its folder, the roots: first on the worker's sys.path) provides."""
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return []
+    names: list[str] = []
+    todo: list[ast.stmt] = list(tree.body)
+    while todo:
+        node = todo.pop(0)
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                for child in getattr(node, field, ()):
+                    todo.extend(child.body if isinstance(child, ast.ExceptHandler) else [child])
+    local: set[str] = set()
+    for folder in front:
+        try:
+            local.update(n.partition(".")[0] for n in os.listdir(folder))
+        except OSError:
+            continue
+    return [n for n in dict.fromkeys(names) if n.partition(".")[0] not in local]
