@@ -30,6 +30,8 @@ from harness import (
     spawn_daemon,
 )
 
+pytestmark = pytest.mark.preload
+
 
 class Library:
     """The stand-in third-party package `standin` and the log of who imported it."""
@@ -304,3 +306,17 @@ async def test_preloading_turned_off_spawns_every_worker(
     await daemon.roundtrip()
     assert not daemon.preloader_pids()
     assert len(library.importers()) >= 5  # every worker imported the library itself
+
+
+async def test_what_a_replaced_workers_loader_left_running_is_reaped_not_left_a_zombie(
+    project: Project, start_daemon: StartDaemon, library: Library
+) -> None:
+    # The daemon is a child subreaper (so forked workers are its children): a loader's own
+    # children become the daemon's when their worker dies, and must not stay zombies.
+    daemon = await start(start_daemon, library)
+    body = "    import subprocess\n    child = subprocess.Popen(['sleep', '60'])\n"
+    n, value = await edit_until_forked(project, daemon, "a.vmd.py", body=body, extra="child.pid")
+    leftover = value["extra"]
+    project.write("a.vmd.py", loader_source(n + 1))  # replaces the worker: its group is killed
+    assert exported(await daemon.load(project.path("a.vmd.py")))["n"] == n + 1
+    await eventually(lambda: not os.path.exists(f"/proc/{leftover}"))
