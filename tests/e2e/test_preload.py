@@ -116,7 +116,6 @@ async def test_edits_of_a_loader_run_new_code_without_importing_its_library_agai
     daemon = await start(start_daemon, library)
     n, value = await edit_until_forked(project, daemon, "src/a.vmd.py")
     assert value["value"] == 1
-    imported = library.importers()
     pids = {value["pid"]}
     for _ in range(3):
         n += 1
@@ -125,7 +124,9 @@ async def test_edits_of_a_loader_run_new_code_without_importing_its_library_agai
         assert (value["n"], value["preloaded"]) == (n, True)
         pids.add(value["pid"])
     assert len(pids) == 4  # a fresh process for each edit
-    assert library.importers() == imported  # none of them imported the library itself
+    # None of them imported the library itself (preloaders did: a new generation may have,
+    # after learning what else the runs imported).
+    assert pids.isdisjoint(library.importers())
 
 
 async def test_a_helper_edit_runs_the_new_helper_in_a_forked_worker(
