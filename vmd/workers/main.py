@@ -106,7 +106,7 @@ class _Host:
 
             traceback.print_exc()
             code = 70
-        _flush()
+        flush()
         os._exit(code)
 
     def serve(self) -> None:
@@ -139,7 +139,7 @@ class _Host:
             elif isinstance(msg, ipc.Stop):
                 for id in list(self._instances):
                     self._discard(id)
-                _flush()
+                flush()
                 os._exit(0)
 
     # -- assignment, locality, capture ----------------------------------------------------
@@ -186,7 +186,7 @@ class _Host:
             done.error = self._error_info(exc)
         finally:
             self.capture.target = None
-            _flush()
+            flush()
         done.code_deps = dict(self.capture.code_deps)
         if len(sys.modules) != len(self._seen):
             done.modules = modules.new_modules(self._seen, self.capture.is_local)
@@ -341,7 +341,7 @@ class _Host:
 
             print(f"vmd: cleanup of {id} raised:", file=sys.stderr)
             traceback.print_exc()
-        _flush()
+        flush()
 
     # -- locating errors ---------------------------------------------------------------------
 
@@ -359,7 +359,8 @@ class _Host:
         return locate.stack(self.loader, self._is_local_file, [self._main_ident, self._loop_ident])
 
 
-def _flush() -> None:
+def flush() -> None:
+    """Flush every standard stream (before os._exit, which skips it)."""
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
             if stream is not None:

@@ -95,7 +95,7 @@ class _Preloader:
             refused = self._refusal()
             pid = 0
             if not refused and len(fds) == 3:
-                _flush()
+                worker_main.flush()
                 pid = self._fork(fds)
             for fd in fds:
                 os.close(fd)
@@ -165,7 +165,7 @@ class _Preloader:
 
             traceback.print_exc()
         finally:
-            _flush()
+            worker_main.flush()
             os._exit(code)
 
     def _restore(self) -> None:
@@ -250,15 +250,6 @@ def _reseed() -> None:
             pass
 
 
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except Exception:
-            pass
-
-
 def main() -> None:
     """Entry point: read the plan, import, report, then fork on request."""
     sock = socket.socket(fileno=int(sys.argv[1]))
@@ -274,7 +265,7 @@ def main() -> None:
     preloader.preload()
     if _send(sock, preloader.loaded) and not preloader.loaded.unsafe:
         preloader.serve()
-    _flush()
+    worker_main.flush()
     os._exit(0)
 
 
