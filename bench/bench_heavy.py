@@ -18,8 +18,18 @@ interpreter that has the library imported (`REFERENCE` below):
 
 Each section stops at `--section-limit` seconds, whatever its counts say.
 
+`--variants on,off` measures each section with the preloader on (`VMD_PRELOAD=1` in the
+daemon's environment) and off (`VMD_PRELOAD=0`: every worker spawned), alternating in one run,
+and prints both and the ratio on / off next to the comparison: edit, CSV edit and re-visit run
+one daemon per variant side by side (each in its own project) and alternate edit by edit, the
+variant going first swapping every time, with `--settle` s before each (so one daemon's
+background work after an answer, a spare starting, does not fall into the other's figure); the
+20-loader rows alternate fresh daemons round by round, `--many-rounds` rounds. Without
+`--variants` the daemon's environment is left as it is (one daemon, as before).
+
     .venv/bin/python -m bench.bench_heavy --python /tmp/vmd-heavy/bin/python [--edits 20]
         [--loaders 20] [--rounds 2] [--only start,edit,csv,many,evict] [--json out.json]
+        [--variants on,off] [--many-rounds 3] [--settle 0.05]
 """
 
 from __future__ import annotations
@@ -193,10 +203,16 @@ class Reference:
         self.proc.wait()
 
 
-def serve(python: str, root: Path, options: dict[str, Any] | None = None) -> Peer:
+PRELOAD = {"on": "1", "off": "0"}  # --variants: VMD_PRELOAD in the daemon's environment
+
+
+def serve(python: str, root: Path, options: dict[str, Any] | None = None,
+          variant: str | None = None) -> Peer:
     # The daemon runs in the project folder, so the checkout this bench runs from is not on its
     # sys.path: it is the --python interpreter's installed vmd that is measured.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if variant is not None:
+        env["VMD_PRELOAD"] = PRELOAD[variant]
     peer = Peer(root, options, python=python, env=env)
     peer.initialize()
     return peer
@@ -240,54 +256,95 @@ def show(name: str, values: list[float], ref: list[float] | None = None) -> None
     print(line, flush=True)
 
 
-def bench_edit(python: str, lib: str, edits: int, limit: float, csv_too: bool) -> dict[str, Any]:
-    """Loader edit → fresh (and, if `csv_too`, CSV edit → fresh), alternating with the
-    comparison process after every edit."""
+def tag(variant: str | None) -> str:
+    return "" if variant is None else f" [preload {variant}]"
+
+
+def turns(variants: list[str | None], i: int) -> list[str | None]:
+    """The variants in the order of turn `i`: the one going first changes every turn."""
+    k = i % len(variants)
+    return variants[k:] + variants[:k]
+
+
+def show_ratio(name: str, figures: dict[str | None, list[float]]) -> float | None:
+    """`name: on/off p50 ratio 0.05` when both variants were measured."""
+    on, off = figures.get("on"), figures.get("off")
+    if not on or not off:
+        return None
+    ratio = median(on) / median(off)
+    print(f"{name}: preload on / off, p50: {ratio:.3f}", flush=True)
+    return ratio
+
+
+def bench_edit(python: str, lib: str, edits: int, limit: float, csv_too: bool,
+               variants: list[str | None], settle: float) -> dict[str, Any]:
+    """Loader edit → fresh (and, if `csv_too`, CSV edit → fresh), one daemon per variant, the
+    variants alternating edit by edit, each edit followed by the comparison process's."""
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        loader, csv = root / f"{lib}_data.vmd.py", root / "data.csv"
-        write_csv(csv, first=0)
-        write_loader(loader, lib, edit=0)
-        id = str(loader)
-        ref = Reference(python, root, lib)
-        peer = serve(python, root)
+        projects: dict[str | None, tuple[Path, Path]] = {}
+        for v in variants:
+            root = Path(tmp) / (v or "vmd")
+            root.mkdir()
+            write_csv(root / "data.csv", first=0)
+            write_loader(root / f"{lib}_data.vmd.py", lib, edit=0)
+            projects[v] = (root / f"{lib}_data.vmd.py", root / "data.csv")
+        ref_loader = projects[variants[0]][0]  # the comparison compiles this one's source
+        ref = Reference(python, ref_loader.parent, lib)
+        peers: dict[str | None, Peer] = {}
         try:
-            t = time.perf_counter()
-            peer.request("vmd/load", {"id": id})
-            out["first_load_ms"] = (time.perf_counter() - t) * 1000
+            for v in variants:
+                peers[v] = serve(python, projects[v][0].parent, variant=v)
+                t = time.perf_counter()
+                peers[v].request("vmd/load", {"id": str(projects[v][0])})
+                out[f"first_load_ms{'_' + v if v else ''}"] = (time.perf_counter() - t) * 1000
             deadline = time.monotonic() + limit
-            vmd_ms: list[float] = []
+            vmd_ms: dict[str | None, list[float]] = {v: [] for v in variants}
             ref_ms: list[float] = []
             for i in range(1, edits + 1):
                 if time.monotonic() > deadline:
                     break
-                time.sleep(0.05)  # single saves, each after the previous one settled
-                vmd_ms.append(fresh_after(peer, id, lambda i=i: write_loader(loader, lib, i),
-                                          marker("edit", i)))
-                ms, code = ref.ask("fork", loader)
+                for v in turns(variants, i):
+                    loader = projects[v][0]
+                    time.sleep(settle)  # single saves, each after the previous one settled
+                    vmd_ms[v].append(fresh_after(
+                        peers[v], str(loader), lambda p=loader, i=i: write_loader(p, lib, i),
+                        marker("edit", i)))
+                ms, code = ref.ask("fork", ref_loader)
                 assert marker("edit", i) in code, code[:300]
                 ref_ms.append(ms)
-            out["edit"], out["edit_ref"] = stats(vmd_ms), stats(ref_ms)
-            show(f"{lib}: loader edit → fresh vmd/load", vmd_ms, ref_ms)
+            for v in variants:
+                key = "edit" if v is None else f"edit_{v}"
+                out[key] = stats(vmd_ms[v])
+                show(f"{lib}: loader edit → fresh vmd/load{tag(v)}", vmd_ms[v], ref_ms)
+            out["edit_ref"] = stats(ref_ms)
+            out["edit_on_off"] = show_ratio(f"{lib}: loader edit → fresh", vmd_ms)
             if csv_too:
-                vmd_ms, ref_ms = [], []
-                ref.ask("again", loader)  # the comparison's first run is not an edit
+                vmd_ms, ref_ms = {v: [] for v in variants}, []
+                ref.ask("again", ref_loader)  # the comparison's first run is not an edit
                 deadline = time.monotonic() + limit
                 for i in range(1, edits + 1):
                     if time.monotonic() > deadline:
                         break
-                    time.sleep(0.05)
                     value = 1000 + i
-                    vmd_ms.append(fresh_after(peer, id, lambda v=value: write_csv(csv, v),
-                                              marker("first", value)))
-                    ms, code = ref.ask("again", loader)
+                    for v in turns(variants, i):
+                        time.sleep(settle)
+                        vmd_ms[v].append(fresh_after(
+                            peers[v], str(projects[v][0]),
+                            lambda c=projects[v][1], x=value: write_csv(c, x),
+                            marker("first", value)))
+                    ms, code = ref.ask("again", ref_loader)
                     assert marker("first", value) in code, code[:300]
                     ref_ms.append(ms)
-                out["csv"], out["csv_ref"] = stats(vmd_ms), stats(ref_ms)
-                show(f"{lib}: CSV edit → fresh vmd/load", vmd_ms, ref_ms)
+                for v in variants:
+                    key = "csv" if v is None else f"csv_{v}"
+                    out[key] = stats(vmd_ms[v])
+                    show(f"{lib}: CSV edit → fresh vmd/load{tag(v)}", vmd_ms[v], ref_ms)
+                out["csv_ref"] = stats(ref_ms)
+                out["csv_on_off"] = show_ratio(f"{lib}: CSV edit → fresh", vmd_ms)
         finally:
-            peer.close()
+            for peer in peers.values():
+                peer.close()
             ref.close()
     return out
 
@@ -307,14 +364,14 @@ def mb(tree: TreeMemory) -> dict[str, Any]:
             "processes": len(tree.processes), "summary": tree.summary()}
 
 
-def bench_many(python: str, n: int, mode: str) -> dict[str, Any]:
+def bench_many(python: str, n: int, mode: str, variant: str | None = None) -> dict[str, Any]:
     """n pandas loaders, cold, in one vmd/loadMany; then one process running the same n."""
-    out: dict[str, Any] = {"mode": mode}
+    out: dict[str, Any] = {"mode": mode, "variant": variant}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ids = make_many(root, n)
         t0 = time.perf_counter()
-        peer = serve(python, root, {"mode": mode})
+        peer = serve(python, root, {"mode": mode}, variant)
         try:
             t = time.perf_counter()
             with PeakSampler(peer.proc.pid) as sampler:
@@ -339,7 +396,8 @@ def bench_many(python: str, n: int, mode: str) -> dict[str, Any]:
         out["ref_s"] = time.perf_counter() - t
         out["ref_import_s"], out["ref_run_s"] = ref["import_s"], ref["run_s"]
         out["ref_pss_mb"], out["ref_rss_mb"] = ref["Pss"] / 1024, ref["Rss"] / 1024
-    print(f"{n} pandas loaders, one vmd/loadMany ({mode} mode): {out['loadmany_s']:.2f} s "
+    print(f"{n} pandas loaders, one vmd/loadMany ({mode} mode{tag(variant)}): "
+          f"{out['loadmany_s']:.2f} s "
           f"(spawn → all served {out['spawn_to_served_s']:.2f} s); one process importing "
           f"pandas once and running the {n}: {out['ref_s']:.2f} s (import {out['ref_import_s']:.2f}"
           f" s, loads {out['ref_run_s']:.2f} s), PSS {out['ref_pss_mb']:.1f} MB / RSS "
@@ -349,40 +407,99 @@ def bench_many(python: str, n: int, mode: str) -> dict[str, Any]:
     return out
 
 
-def bench_evict(python: str, n: int, rounds: int, max_workers: int, limit: float) -> dict[str, Any]:
-    """maxWorkers `max_workers`, n pandas loaders visited round-robin after a cold load each."""
+def bench_many_rounds(python: str, n: int, modes: list[str], variants: list[str | None],
+                      rounds: int) -> dict[str, Any]:
+    """`bench_many` for every mode and variant, `rounds` times, the variants alternating (the
+    one going first changes every round); medians per mode and variant, and on / off."""
+    runs: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for r in range(rounds):
+        for mode in modes:
+            for v in turns(variants, r):
+                runs.setdefault((mode, v), []).append(bench_many(python, n, mode, v))
+    out: dict[str, Any] = {}
+    for mode in modes:
+        summary: dict[str, Any] = {}
+        for v in variants:
+            rs = runs[(mode, v)]
+            summary[v or "vmd"] = s = {
+                "runs": rs,
+                "loadmany_s": median([x["loadmany_s"] for x in rs]),
+                "ref_s": median([x["ref_s"] for x in rs]),
+                "ratio_ref": median([x["loadmany_s"] / x["ref_s"] for x in rs]),
+                "peak_pss_mb": median([x["peak"]["pss_mb"] for x in rs]),
+                "peak_rss_mb": median([x["peak"]["rss_mb"] for x in rs]),
+                "peak_processes": median([x["peak"]["processes"] for x in rs]),
+                "after_pss_mb": median([x["after"]["pss_mb"] for x in rs]),
+                "after_rss_mb": median([x["after"]["rss_mb"] for x in rs]),
+                "ref_pss_mb": median([x["ref_pss_mb"] for x in rs]),
+            }
+            each = ", ".join(f"{x['loadmany_s']:.2f}" for x in rs)
+            print(f"{mode} mode{tag(v)}, median of {len(rs)}: loadMany {s['loadmany_s']:.2f} s "
+                  f"({each}); one process "
+                  f"{s['ref_s']:.2f} s; ratio {s['ratio_ref']:.2f}× (median of the runs' "
+                  f"ratios); peak PSS / RSS {s['peak_pss_mb']:.0f} / {s['peak_rss_mb']:.0f} MB "
+                  f"in {s['peak_processes']:.0f} processes; right after "
+                  f"{s['after_pss_mb']:.0f} / {s['after_rss_mb']:.0f} MB", flush=True)
+        if "on" in summary and "off" in summary:
+            on, off = summary["on"], summary["off"]
+            summary["on_off"] = on["loadmany_s"] / off["loadmany_s"]
+            summary["on_off_peak_pss"] = on["peak_pss_mb"] / off["peak_pss_mb"]
+            print(f"{mode} mode: preload on / off: loadMany {summary['on_off']:.3f}, peak PSS "
+                  f"{summary['on_off_peak_pss']:.3f}", flush=True)
+        out[mode] = summary
+    return out
+
+
+def bench_evict(python: str, n: int, rounds: int, max_workers: int, limit: float,
+                variants: list[str | None], settle: float) -> dict[str, Any]:
+    """maxWorkers `max_workers`, n pandas loaders visited round-robin after a cold load each;
+    one daemon per variant, the variants alternating visit by visit."""
     out: dict[str, Any] = {"max_workers": max_workers}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        ids = make_many(root, n)
-        peer = serve(python, root, {"maxWorkers": max_workers})
+        roots = {v: Path(tmp) / (v or "vmd") for v in variants}
+        ids = {}
+        peers: dict[str | None, Peer] = {}
         try:
-            for id in ids:
-                peer.request("vmd/load", {"id": id})
-            visits: list[float] = []
+            for v, root in roots.items():
+                root.mkdir()
+                ids[v] = make_many(root, n)
+                peers[v] = serve(python, root, {"maxWorkers": max_workers}, v)
+                for id in ids[v]:
+                    peers[v].request("vmd/load", {"id": id})
+            visits: dict[str | None, list[float]] = {v: [] for v in variants}
             deadline = time.monotonic() + limit
+            turn = 0
             for r in range(1, rounds + 1):
-                for k, id in enumerate(ids):
+                for k in range(n):
                     if time.monotonic() > deadline:
                         break
                     value = 1000 * r + k
-                    csv = root / f"data{k:02d}.csv"
-                    time.sleep(0.05)
-                    visits.append(fresh_after(peer, id, lambda c=csv, v=value: write_csv(c, v),
-                                              marker("first", value)))
-            out["revisit"] = stats(visits)
-            out["after"] = mb(tree_memory(peer.proc.pid))
-            # For contrast: a visit that needs no run is served from memory.
-            t = time.perf_counter()
-            peer.request("vmd/load", {"id": ids[0]})
-            out["cached_ms"] = (time.perf_counter() - t) * 1000
+                    turn += 1
+                    for v in turns(variants, turn):
+                        csv = roots[v] / f"data{k:02d}.csv"
+                        time.sleep(settle)
+                        visits[v].append(fresh_after(
+                            peers[v], ids[v][k], lambda c=csv, x=value: write_csv(c, x),
+                            marker("first", value)))
+            for v in variants:
+                key = "" if v is None else f"_{v}"
+                out[f"revisit{key}"] = stats(visits[v])
+                out[f"after{key}"] = mb(tree_memory(peers[v].proc.pid))
+                # For contrast: a visit that needs no run is served from memory.
+                t = time.perf_counter()
+                peers[v].request("vmd/load", {"id": ids[v][0]})
+                out[f"cached_ms{key}"] = (time.perf_counter() - t) * 1000
         finally:
-            peer.close()
-    s = out["revisit"]
-    print(f"maxWorkers {max_workers}, {n} pandas loaders round-robin, re-visit (CSV changed, "
-          f"worker evicted) → fresh: p50 {s['p50']:.1f} ms, p90 {s['p90']:.1f} ms "
-          f"({s['n']} visits); cached re-visit {out['cached_ms']:.2f} ms", flush=True)
-    print(f"  after: {out['after']['summary']}", flush=True)
+            for peer in peers.values():
+                peer.close()
+    for v in variants:
+        key = "" if v is None else f"_{v}"
+        s = out[f"revisit{key}"]
+        print(f"maxWorkers {max_workers}, {n} pandas loaders round-robin{tag(v)}, re-visit (CSV "
+              f"changed, worker evicted) → fresh: p50 {s['p50']:.1f} ms, p90 {s['p90']:.1f} ms "
+              f"({s['n']} visits); cached re-visit {out[f'cached_ms{key}']:.2f} ms", flush=True)
+        print(f"  after: {out[f'after{key}']['summary']}", flush=True)
+    out["on_off"] = show_ratio("re-visit after eviction", visits)
     return out
 
 
@@ -425,7 +542,17 @@ def main() -> None:
     ap.add_argument("--section-limit", type=float, default=180.0, help="seconds per section")
     ap.add_argument("--only", default="start,edit,csv,many,evict")
     ap.add_argument("--json", type=Path, help="write every figure here")
+    ap.add_argument("--variants", default="",
+                    help="on,off: preloading on and off (VMD_PRELOAD), alternating in one run")
+    ap.add_argument("--many-rounds", type=int, default=1,
+                    help="20-loader runs per mode and variant, alternating")
+    ap.add_argument("--settle", type=float, default=0.05,
+                    help="seconds before each edit or visit")
     args = ap.parse_args()
+    variants: list[str | None] = [v for v in args.variants.split(",") if v] or [None]
+    for v in variants:
+        if v not in PRELOAD:
+            sys.exit(f"--variants: {v!r} is not one of {', '.join(PRELOAD)}")
     only = set(args.only.split(","))
     libs = [lib for lib in LOADERS if available(args.python, lib)]
     missing = [lib for lib in LOADERS if lib not in libs]
@@ -433,20 +560,26 @@ def main() -> None:
         sys.exit(f"{args.python} cannot import pandas: see the command in this file's docstring")
     if missing:
         print(f"not installed in {args.python}, skipped: {', '.join(missing)}")
-    results: dict[str, Any] = {"python": args.python, "libs": libs}
+    results: dict[str, Any] = {"python": args.python, "libs": libs, "variants": variants}
     if "start" in only:
         print("where a worker start's time goes (fresh interpreter each):")
         results["start"] = bench_start(args.python, libs)
     if "edit" in only or "csv" in only:
         for lib in libs:
             results[f"edit_{lib}"] = bench_edit(args.python, lib, args.edits, args.section_limit,
-                                                csv_too=lib == "pandas" and "csv" in only)
+                                                csv_too=lib == "pandas" and "csv" in only,
+                                                variants=variants, settle=args.settle)
     if "many" in only:
-        for mode in args.many_modes.split(","):
-            results[f"many_{mode}"] = bench_many(args.python, args.loaders, mode)
+        modes = args.many_modes.split(",")
+        if variants == [None] and args.many_rounds == 1:
+            for mode in modes:
+                results[f"many_{mode}"] = bench_many(args.python, args.loaders, mode)
+        else:
+            results["many"] = bench_many_rounds(args.python, args.loaders, modes, variants,
+                                                args.many_rounds)
     if "evict" in only:
         results["evict"] = bench_evict(args.python, args.loaders, args.rounds, args.max_workers,
-                                       args.section_limit)
+                                       args.section_limit, variants, args.settle)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -4,12 +4,17 @@ the loaders' workers started.
 
     .venv/bin/python -m bench.bench_many [--loaders 100] [--queries 5] [--rounds 3]
                                          [--max-workers N] [--mode build|serve]
+                                         [--variants on,off]
 
 Each loader notes, as it is imported, its pid, the time (CLOCK_MONOTONIC, shared by every
 process) and its process's start time (from /proc, in clock ticks): the spacing of those is
 how far apart workers started and got a loader. A thread samples the daemon's children to
 find how many workers were alive at once; the daemon's own CPU time and that of the workers it
 has reaped are read from /proc before it is shut down. Linux only (it reads /proc).
+
+`--variants on,off`: every round once with the preloader on (`VMD_PRELOAD=1` in the daemon's
+environment) and once off (`VMD_PRELOAD=0`), the one going first swapping every round; the
+medians of each and the ratio on / off.
 """
 
 from __future__ import annotations
@@ -50,12 +55,17 @@ def _cpu_ms(pid: int) -> tuple[float, float]:
     return (fields[0] + fields[1]) * tick, (fields[2] + fields[3]) * tick
 
 
-def one_round(root: Path, ids: list[str], options: dict[str, object]) -> dict[str, float]:
+PRELOAD = {"on": "1", "off": "0"}
+
+
+def one_round(root: Path, ids: list[str], options: dict[str, object],
+              variant: str | None = None) -> dict[str, float]:
     marks = root / "marks"
     for mark in marks.iterdir():
         mark.unlink()
+    env = None if variant is None else {**os.environ, "VMD_PRELOAD": PRELOAD[variant]}
     t0 = time.perf_counter()
-    peer = Peer(root, options)
+    peer = Peer(root, options, env=env)
     peer.initialize()
     stop, peak = threading.Event(), [0]
     sampler = threading.Thread(target=_sample_alive, args=(peer.proc.pid, stop, peak))
@@ -101,7 +111,9 @@ def main() -> None:
     ap.add_argument("--max-workers", type=int, default=None, help="default: the daemon's")
     ap.add_argument("--mode", default="build", choices=["build", "serve"],
                     help="serve: a dev server's cold start (watchers, a warm spare)")
+    ap.add_argument("--variants", default="", help="on,off: preloading on and off, alternating")
     args = ap.parse_args()
+    variants: list[str | None] = [v for v in args.variants.split(",") if v] or [None]
     options: dict[str, object] = {"mode": args.mode}
     if args.max_workers is not None:
         options["maxWorkers"] = args.max_workers
@@ -114,22 +126,30 @@ def main() -> None:
             (root / f"{name}.vmd.py").write_text(LOADER.format(marks=str(marks), name=name))
         ids = [f"{root}/l{i:03d}.vmd.py?q={q}" for i in range(args.loaders)
                for q in range(args.queries)]
-        rounds = []
+        rounds: dict[str | None, list[dict[str, float]]] = {v: [] for v in variants}
         for rnd in range(args.rounds):
-            r = one_round(root, ids, options)
-            rounds.append(r)
-            print(f"round {rnd + 1}: {len(ids)} loads of {args.loaders} loaders in one "
-                  f"vmd/loadMany: {r['load']:.0f} ms (spawn -> answer {r['total']:.0f} ms); "
-                  f"workers started a median {r['start_gap']:.1f} ms apart (/proc), loaders "
-                  f"imported {r['import_gap']:.1f} ms apart over {r['span']:.0f} ms; "
-                  f"peak {r['peak']} worker processes alive; CPU: daemon "
-                  f"{r['daemon_cpu']:.0f} ms, exited workers {r['workers_cpu']:.0f} ms",
-                  flush=True)
-        med = {k: median([r[k] for r in rounds]) for k in rounds[0]}
-        print(f"median of {args.rounds}: loadMany {med['load']:.0f} ms, spawn -> answer "
-              f"{med['total']:.0f} ms, start gap {med['start_gap']:.1f} ms, import gap "
-              f"{med['import_gap']:.1f} ms, peak alive {med['peak']:.0f}")
-
+            k = rnd % len(variants)
+            for v in variants[k:] + variants[:k]:
+                r = one_round(root, ids, options, v)
+                rounds[v].append(r)
+                label = "" if v is None else f" [preload {v}]"
+                print(f"round {rnd + 1}{label}: {len(ids)} loads of {args.loaders} loaders in one "
+                      f"vmd/loadMany: {r['load']:.0f} ms (spawn -> answer {r['total']:.0f} ms); "
+                      f"workers started a median {r['start_gap']:.1f} ms apart (/proc), loaders "
+                      f"imported {r['import_gap']:.1f} ms apart over {r['span']:.0f} ms; "
+                      f"peak {r['peak']} worker processes alive; CPU: daemon "
+                      f"{r['daemon_cpu']:.0f} ms, exited workers {r['workers_cpu']:.0f} ms",
+                      flush=True)
+        meds = {}
+        for v in variants:
+            med = meds[v] = {k: median([r[k] for r in rounds[v]]) for k in rounds[v][0]}
+            label = "" if v is None else f" [preload {v}]"
+            print(f"median of {args.rounds}{label}: loadMany {med['load']:.0f} ms, spawn -> answer "
+                  f"{med['total']:.0f} ms, start gap {med['start_gap']:.1f} ms, import gap "
+                  f"{med['import_gap']:.1f} ms, peak alive {med['peak']:.0f}")
+        if "on" in meds and "off" in meds:
+            print(f"preload on / off: loadMany {meds['on']['load'] / meds['off']['load']:.3f}, "
+                  f"spawn -> answer {meds['on']['total'] / meds['off']['total']:.3f}")
 
 if __name__ == "__main__":
     main()

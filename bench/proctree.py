@@ -97,8 +97,8 @@ def smaps_kb(pid: int) -> tuple[int, int] | None:
 
 
 def label(pid: int, root: int) -> str:
-    """`daemon` for the root; else the `-m` module a process runs (`vmd.workers.main`), or its
-    program name."""
+    """`daemon` for the root; `worker` (spawned), `worker (forked)` or `preloader`; else the
+    `-m` module a process runs, or its program name."""
     if pid == root:
         return "daemon"
     try:
@@ -108,6 +108,15 @@ def label(pid: int, root: int) -> str:
         return "?"
     if "-m" in argv[:-1]:
         module = argv[argv.index("-m") + 1]
+        if module == "vmd.workers.preloader":
+            # A forked worker keeps the preloader's command line; its process name is the
+            # preloader's own (`vmd-preloader`) only in the preloader itself.
+            try:
+                with open(f"/proc/{pid}/comm", "rb") as f:
+                    comm = f.read().strip()
+            except OSError:
+                return "?"
+            return "preloader" if comm == b"vmd-preloader" else "worker (forked)"
         return "worker" if module == "vmd.workers.main" else module
     return os.path.basename(argv[0]) if argv else "?"
 
