@@ -51,7 +51,7 @@ class Project:
         self.peer.initialize()
         self.peer.request("vmd/load", {"id": self.id})
         self.figures: dict[str, list[float]] = {
-            "changed": [], "fresh": [], "racing": [], "loader": []}
+            "changed": [], "fresh": [], "racing": [], "loader_changed": [], "loader": []}
 
 
 def main() -> None:
@@ -101,6 +101,7 @@ def main() -> None:
                     msg = p.peer.wait_for("vmd/changed")
                     if msg["params"]["id"] == p.id:
                         break
+                p.figures["loader_changed"].append((time.perf_counter() - t) * 1000)
                 result = p.peer.request("vmd/load", {"id": p.id})
                 p.figures["loader"].append((time.perf_counter() - t) * 1000)
                 assert marker(i) in result["code"], (i, result["code"][:200])
@@ -110,6 +111,7 @@ def main() -> None:
         "changed": "write -> vmd/changed",
         "fresh": "write -> fresh vmd/load (after vmd/changed)",
         "racing": "write -> fresh vmd/load (load sent at once, racing the watcher)",
+        "loader_changed": "loader edit -> vmd/changed",
         "loader": "loader edit -> fresh vmd/load (after vmd/changed)",
     }
     for key, name in names.items():
