@@ -98,7 +98,8 @@ def smaps_kb(pid: int) -> tuple[int, int] | None:
 
 def label(pid: int, root: int) -> str:
     """`daemon` for the root; `worker` (spawned), `worker (forked)` or `preloader`; else the
-    `-m` module a process runs, or its program name."""
+    `-m` module a process runs, or its program name. A preloader still importing vmd's modules
+    has not renamed itself yet and reads as `worker (forked)`."""
     if pid == root:
         return "daemon"
     try:
