@@ -38,13 +38,18 @@ def unshadow(front: list[str]) -> None:
     spawned worker would import the project's own (those folders come first on sys.path)."""
     if not preloaded:
         return
-    local: set[str] = set()
-    for folder in front:
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        local.update(n.partition(".")[0] for n in names)
-    tops = {name.partition(".")[0] for name in preloaded} & local
+    tops = {name.partition(".")[0] for name in preloaded} & provided(front)
     for name in [n for n in preloaded if n.partition(".")[0] in tops]:
         sys.modules.pop(name, None)
+
+
+def provided(folders: list[str]) -> set[str]:
+    """The top-level module names files and folders in `folders` could provide (`x.py`, `x/`,
+    `x.cpython-311-x86_64-linux-gnu.so` all give `x`): what shadows a library of that name."""
+    names: set[str] = set()
+    for folder in folders:
+        try:
+            names.update(n.partition(".")[0] for n in os.listdir(folder))
+        except OSError:
+            continue
+    return names

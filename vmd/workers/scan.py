@@ -5,7 +5,8 @@ preloader can import before the loader's first run.
 from __future__ import annotations
 
 import ast
-import os
+
+from vmd.workers.modules import provided
 
 
 def top_level_imports(path: str, front: list[str]) -> list[str]:
@@ -28,10 +29,5 @@ def top_level_imports(path: str, front: list[str]) -> list[str]:
             for field in ("body", "orelse", "finalbody", "handlers"):
                 for child in getattr(node, field, ()):
                     todo.extend(child.body if isinstance(child, ast.ExceptHandler) else [child])
-    local: set[str] = set()
-    for folder in front:
-        try:
-            local.update(n.partition(".")[0] for n in os.listdir(folder))
-        except OSError:
-            continue
+    local = provided(front)
     return [n for n in dict.fromkeys(names) if n.partition(".")[0] not in local]
