@@ -32,6 +32,9 @@ from vmd.workers.capture import Locality
 
 _REPARENT_WAIT = 5.0  # a worker waits this long to become the daemon's child, then gives up
 NAME = b"vmd-preloader"  # its process name (/proc/PID/comm); forked workers get theirs back
+# File times come from a coarse clock (a tick behind): a file this much older than the start
+# counts as changed during the preload too.
+_RACE_MARGIN_NS = 50_000_000
 _MAX_FAILED = 1000  # names reported as failed (the report is one socket message)
 
 
@@ -42,6 +45,7 @@ class _Preloader:
         self.sock = sock
         self.plan = plan
         self.daemon = int(os.environ.get("VMD_DAEMON_PID") or os.getppid())
+        self.started = time.time_ns()
         # As a spawned worker starts: put back in every forked worker, whatever imports did.
         self.cwd = os.getcwd()
         self.path = list(sys.path)
@@ -77,6 +81,13 @@ class _Preloader:
         gc.freeze()  # forked workers share these objects' pages instead of copying them
         self.files = _signatures()
         self.extras = [m for m in sys.modules if m not in self.base]
+        # A file replaced after its module was imported but before the signatures were taken
+        # would pass every later check with the old code in memory: start over instead.
+        now = time.time_ns()
+        for path, (mtime, _, _) in self.files.items():
+            if self.started - _RACE_MARGIN_NS <= mtime <= now:
+                self.loaded.unsafe = f"{path} changed while the preloader was importing"
+                return
 
     def _failed(self, name: str) -> None:
         if len(self.loaded.failed) < _MAX_FAILED:
