@@ -129,6 +129,25 @@ async def test_edits_of_a_loader_run_new_code_without_importing_its_library_agai
     assert pids.isdisjoint(library.importers())
 
 
+@pytest.mark.parametrize("mode", ["serve", "build"])
+async def test_a_cold_batch_of_loaders_importing_a_library_imports_it_once_not_per_loader(
+    project: Project, start_daemon: StartDaemon, library: Library, mode: str
+) -> None:
+    """Many loaders asked for at once, none run before: only the ready spare may import the
+    library itself; every other loader waits for the preloader importing it and is forked
+    from it (serving keeps a spare starting all along, and a start under way must not count
+    as one to give away: each loader would get its own interpreter and import)."""
+    daemon = await start(start_daemon, library, options={"mode": mode})
+    loaders = [project.write(f"src/p{i}.vmd.py", loader_source(i)) for i in range(6)]
+    answer = await daemon.call("vmd/loadMany", {"ids": loaders})
+    values = [exported(r["result"]) for r in answer["results"]]
+    assert [v["n"] for v in values] == list(range(6))
+    spawned = [v for v in values if not v["preloaded"]]
+    assert len(spawned) <= 1, values
+    forked = {v["pid"] for v in values if v["preloaded"]}
+    assert forked.isdisjoint(library.importers())  # they had it from the preloader
+
+
 async def test_a_helper_edit_runs_the_new_helper_in_a_forked_worker(
     project: Project, start_daemon: StartDaemon, library: Library
 ) -> None:
