@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vmd.workers.scan import top_level_imports
+from vmd.workers.scan import only_standard, top_level_imports
 
 
 def write(path: Path, text: str) -> str:
@@ -37,3 +37,10 @@ def test_a_loader_that_does_not_parse_needs_nothing(tmp_path: Path) -> None:
     loader = write(tmp_path / "a.vmd.py", "import (\n")
     assert top_level_imports(loader, [str(tmp_path)]) == []
     assert top_level_imports(str(tmp_path / "missing.vmd.py"), []) == []
+
+
+def test_only_the_standard_library_and_vmd_count_as_at_hand() -> None:
+    assert only_standard(["os", "json", "collections.abc", "vmd", "vmd.cache"])
+    assert only_standard([])
+    assert not only_standard(["os", "pandas"])
+    assert not only_standard(["numpy.typing"])

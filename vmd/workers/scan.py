@@ -5,6 +5,7 @@ preloader can import before the loader's first run.
 from __future__ import annotations
 
 import ast
+import sys
 
 from vmd.workers.modules import provided
 
@@ -31,3 +32,12 @@ def top_level_imports(path: str, front: list[str]) -> list[str]:
                     todo.extend(child.body if isinstance(child, ast.ExceptHandler) else [child])
     local = provided(front)
     return [n for n in dict.fromkeys(names) if n.partition(".")[0] not in local]
+
+
+def only_standard(names: list[str]) -> bool:
+    """Whether every module in `names` is the standard library's or vmd's: what any worker can
+    import at once, with no library to wait for."""
+    return all(n.partition(".")[0] in _AT_HAND for n in names)
+
+
+_AT_HAND = frozenset(sys.stdlib_module_names) | {"vmd"}

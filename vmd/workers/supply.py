@@ -73,7 +73,7 @@ class Supply:
         self._ready: collections.deque[WorkerProcess] = collections.deque()
         self._takers: collections.deque[asyncio.Future[WorkerProcess]] = collections.deque()
         self._starting = 0  # started or waiting for a turn
-        self._claims = 0  # spares reserved by _claim_ready() for a take() to come
+        self._claims = 0  # spares reserved by _claim() for a take() to come
         self._tasks: set[asyncio.Task[WorkerProcess | None]] = set()
         # The last start failed: start only for those waiting, never to keep spares (a root
         # that does not exist would otherwise fail again and again).
@@ -92,14 +92,15 @@ class Supply:
 
     async def take_for(self, loader: str) -> WorkerProcess:
         """A ready process for `loader`: forked from a preloader that has its imports, or else
-        a ready spare (it beats waiting for a preloader still importing them: the spare imports
-        them itself, as it always did), or else forked from what preloader there is (waiting
+        a spare (it beats waiting for a preloader still importing them: the spare imports them
+        itself, as it always did; one still starting only if the loader imports nothing from
+        outside the standard library), or else forked from what preloader there is (waiting
         for the generation importing them), or else spawned."""
         preloader = self._preloader
         if preloader is None or not preloader.enabled or self._adopt is None:
             return await self.take()
         needs = scan.top_level_imports(loader, [os.path.dirname(loader), *self._roots])
-        if not preloader.ready_for(needs) and self._claim_ready():
+        if not preloader.ready_for(needs) and self._claim(starting=scan.only_standard(needs)):
             preloader.prepare(needs)  # for the loaders that follow
             return await self.take(claimed=True)
         proc = await preloader.fork(needs)
@@ -112,7 +113,7 @@ class Supply:
 
     async def take(self, *, claimed: bool = False) -> WorkerProcess:
         """A ready process: a spare, or the next to start; one retry if starting failed.
-        `claimed`: the caller reserved one with `_claim_ready()`."""
+        `claimed`: the caller reserved one with `_claim()`."""
         if claimed:
             self._claims -= 1
         if not self._keep_spare:
@@ -145,14 +146,17 @@ class Supply:
             raise RuntimeError("vmd is shutting down")
         raise RuntimeError(f"no worker process could start: {error}")
 
-    def _claim_ready(self) -> bool:
-        """Reserve a ready spare for a `take(claimed=True)` to follow; False when none is free.
+    def _claim(self, *, starting: bool) -> bool:
+        """Reserve a spare, ready or (`starting`) still starting, for a `take(claimed=True)` to
+        follow; False when none is free.
 
-        Only a ready one: a spare still starting would import the loader's modules itself
-        after its start, no sooner than the generation now importing them, and many loaders
-        arriving together would each start one (a batch of pandas loaders, each importing
-        pandas on two shared cores) instead of forking from one import."""
-        if len(self._ready) - len(self._takers) - self._claims > 0:
+        A starting one only for a loader importing what every worker has at start: one that
+        imports a library would import it itself after its start, no sooner than the
+        generation now importing it, and many such loaders arriving together would each start
+        one (a batch of pandas loaders, each importing pandas on two shared cores) instead of
+        forking from one import."""
+        free = len(self._ready) + (self._starting if starting else 0)
+        if free - len(self._takers) - self._claims > 0:
             self._claims += 1
             return True
         return False
