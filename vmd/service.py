@@ -125,6 +125,7 @@ class Service:
         store = self.store
         if id not in store:
             store.add(parse_id(id, self.roots, self.options.include, confined))
+            self._apply(store.recheck_siblings(id, notify=self.watcher is not None))
         elif store.running(id):
             store.mark_dirty(id)
         else:

@@ -221,6 +221,19 @@ class Store:
         events.extend(e for e in diff if e not in events)
         return self.mark_stale(id, reason, events, notify=notify)
 
+    def recheck_siblings(self, id: str, *, notify: bool = True) -> list[Mark]:
+        """Before a new module's first run: the loader's other modules ran in the worker it will
+        run in, so code they imported that changed unreported (the watcher lags) makes them
+        stale and that worker outdated, or the new module would run the old code."""
+        rec = self._records[id]
+        others = [r for r in self._records.values() if r.loader == rec.loader and r is not rec]
+        seen = {path: sig for r in others if r.fresh for path, sig in r.code_deps.items()}
+        if all(self.files.signature(path) == sig for path, sig in seen.items()):
+            return []
+        self._code_changed(rec.loader)
+        marks = (self.recheck(r.id, notify=notify) for r in others if not r.running)
+        return [m for m in marks if m is not None]
+
     def recheck_all(self) -> list[Mark]:
         """Re-check every module that has run and is not running (after a watcher restart)."""
         marks: list[Mark] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from harness import Daemon, Fence, Project, StartDaemon, eventually, exported
 
 # Reports the watched files' contents and the events that triggered the run.
@@ -157,6 +158,30 @@ async def test_same_size_same_mtime_edit_of_a_helper_runs_the_new_code(
     change = await daemon.changed(loader, since=mark)
     assert change["reason"] == "code"
     assert exported(await daemon.load(loader)) == 2
+
+
+@pytest.mark.parametrize("mode", ["serve", "build"])
+async def test_a_new_query_right_after_a_helper_edit_runs_the_new_helper(
+    project: Project, start_daemon: StartDaemon, mode: str
+) -> None:
+    # The new id runs in the worker that imported the old helper, unless the daemon notices
+    # the edit before the watcher says so (build mode has no watcher at all).
+    daemon = await start_daemon(options={"mode": mode})
+    project.write("src/helpers.py", "WORD = 'old'\n")
+    loader = project.write(
+        "src/a.vmd.py",
+        """
+        import vmd
+        import helpers
+
+        def load(ctx):
+            return vmd.json_module(helpers.WORD)
+        """,
+    )
+    assert exported(await daemon.load(loader)) == "old"
+    project.write("src/helpers.py", "WORD = 'new'\n")
+    assert exported(await daemon.load(loader + "?lang=fr")) == "new"
+    assert exported(await daemon.load(loader)) == "new"
 
 
 async def test_missing_helper_module_recovers_once_it_is_created(
