@@ -148,6 +148,28 @@ async def test_a_cold_batch_of_loaders_importing_a_library_imports_it_once_not_p
     assert forked.isdisjoint(library.importers())  # they had it from the preloader
 
 
+async def test_the_worker_for_the_next_edit_is_forked_before_the_edit(
+    project: Project, start_daemon: StartDaemon, library: Library
+) -> None:
+    daemon = await start(start_daemon, library)
+    n, _ = await edit_until_forked(project, daemon, "src/a.vmd.py")
+    # Serving keeps a worker forked ahead from the ready preloader, so a code change waits for
+    # no fork: an edit runs in a process that was there before it, with the library preloaded
+    # (the warm spare, spawned, has not). A few tries: a newer preloader generation coming
+    # ready replaces the worker forked ahead from the old one.
+    for n in range(n + 1, n + 21):
+        await eventually(lambda: len(daemon.worker_pids()) == 3)  # loader's, spare, ahead
+        before = daemon.worker_pids()
+        project.write("src/a.vmd.py", loader_source(n))
+        value = exported(await daemon.load(project.path("src/a.vmd.py")))
+        assert value["n"] == n
+        if value["preloaded"] and value["pid"] in before:
+            break
+    else:
+        raise AssertionError("no edit ran in a worker forked before it")
+    assert value["pid"] not in library.importers()
+
+
 async def test_a_helper_edit_runs_the_new_helper_in_a_forked_worker(
     project: Project, start_daemon: StartDaemon, library: Library
 ) -> None:

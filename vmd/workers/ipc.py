@@ -120,9 +120,12 @@ class Preload(_Msg, tag="preload"):
 
 
 class Fork(_Msg, tag="fork"):
-    """Fork one worker; its stdin, stdout and stderr ride along (SCM_RIGHTS)."""
+    """Fork one worker; its stdin, stdout and stderr ride along (SCM_RIGHTS). `check`: fork
+    none, only answer whether the imported modules' files are unchanged (pid 0, and `refused`
+    empty if they are): a worker forked earlier is then as good as one forked now."""
 
     seq: int
+    check: bool = False
 
 
 class Loaded(_Msg, tag="loaded"):

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-import sys
 import time
 from collections.abc import Callable, Iterable
+from typing import Literal
 
-from vmd.workers import ipc, spawn
+from vmd.workers import ipc
+from vmd.workers.generation import Generation
 from vmd.workers.piped import PipedProcess
 
 logger = logging.getLogger(__name__)
@@ -29,154 +28,6 @@ logger = logging.getLogger(__name__)
 _DEATHS_ALLOWED = 3  # preloaders that may die within _DEATH_WINDOW before preloading stops
 _DEATH_WINDOW = 60.0
 _MAX_ATTEMPTS = 3
-
-
-class _Generation:
-    """One preloader process and its fork requests."""
-
-    def __init__(
-        self, number: int, modules: list[str], on_exit: Callable[[_Generation], None]
-    ) -> None:
-        self.number = number
-        self._on_exit = on_exit
-        self.modules = modules
-        self.covers = frozenset(modules)
-        self.loaded: asyncio.Future[ipc.Loaded] = asyncio.get_running_loop().create_future()
-        self.proc: asyncio.subprocess.Process | None = None
-        self.sock: socket.socket | None = None
-        self._replies: dict[int, asyncio.Future[ipc.Forked]] = {}
-        self._seq = 0
-        self.dead = False
-        self.closing = False  # we close it: its exit is no news
-        self.retiring = False
-        self._reader: asyncio.Task[None] | None = None
-
-    @property
-    def pending(self) -> int:
-        return len(self._replies)
-
-    async def start(self, cwd: str | None, roots: list[str]) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *spawn.preloader_command(theirs.fileno()),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=sys.stderr.fileno(),  # what imports print is the daemon's log
-                pass_fds=(theirs.fileno(),),
-                start_new_session=True,
-                cwd=cwd,
-                env=spawn.worker_env(),
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        self.sock = ours
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(ipc.encode(ipc.Preload(roots=roots, modules=self.modules)))
-        self.proc.stdin.close()
-        self._reader = asyncio.create_task(self._read())
-
-    async def fork(self) -> PipedProcess | str:
-        """A forked worker, or why there is none."""
-        if self.dead or self.sock is None:
-            return "the preloader is gone"
-        self._seq += 1
-        seq = self._seq
-        pipes = [os.pipe() for _ in range(3)]  # stdin, stdout, stderr
-        theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
-        reply: asyncio.Future[ipc.Forked] = asyncio.get_running_loop().create_future()
-        self._replies[seq] = reply
-        try:
-            socket.send_fds(self.sock, [ipc.encode(ipc.Fork(seq=seq))], theirs)
-        except OSError as exc:  # full (not reading) or closed: spawn instead
-            self._replies.pop(seq, None)
-            for read, write in pipes:
-                os.close(read)
-                os.close(write)
-            return f"could not ask the preloader: {exc}"
-        for fd in theirs:
-            os.close(fd)  # in flight now: the kernel holds them until the preloader takes them
-        ours = [pipes[0][1], pipes[1][0], pipes[2][0]]
-        try:
-            forked = await reply
-        except BaseException:
-            for fd in ours:
-                os.close(fd)
-            raise
-        finally:
-            self._replies.pop(seq, None)
-        if not forked.pid:
-            for fd in ours:
-                os.close(fd)
-            return forked.refused or "the preloader did not fork"
-        pid = forked.pid
-        process = PipedProcess(
-            pid,
-            open(ours[0], "wb", buffering=0),  # noqa: SIM115 - the transports own them
-            open(ours[1], "rb", buffering=0),  # noqa: SIM115
-            open(ours[2], "rb", buffering=0),  # noqa: SIM115
-            lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]),
-        )
-        await process.connect()
-        return process
-
-    async def _read(self) -> None:
-        assert self.sock is not None
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                data = await loop.sock_recv(self.sock, 1 << 17)
-                if not data:
-                    break
-                msg = ipc.from_preloader_decoder.decode(data)
-                if isinstance(msg, ipc.Loaded):
-                    if not self.loaded.done():
-                        self.loaded.set_result(msg)
-                else:
-                    reply = self._replies.get(msg.seq)
-                    if reply is not None and not reply.done():
-                        reply.set_result(msg)
-        except (OSError, ValueError) as exc:  # ValueError: a frame we cannot decode
-            if not self.closing:
-                logger.warning("vmd: lost the preloader: %s", exc)
-        finally:
-            self.dead = True
-            gone = ipc.Forked(seq=0, refused="the preloader exited")
-            for reply in self._replies.values():
-                if not reply.done():
-                    reply.set_result(gone)
-            if not self.loaded.done():
-                self.loaded.set_exception(RuntimeError("the preloader exited while importing"))
-                self.loaded.exception()
-            if not self.closing:
-                self._on_exit(self)
-
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            spawn.killpg(self.proc.pid)
-
-    async def close(self) -> None:
-        """Close the socket (the preloader exits), kill what is left, reap."""
-        self.dead = self.closing = True
-        if self._reader is not None:
-            self._reader.cancel()  # before the socket it reads goes
-            await asyncio.gather(self._reader, return_exceptions=True)
-        if self.sock is not None:
-            self.sock.close()
-        if self.proc is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(self.proc.wait()), 1.0)
-        except asyncio.TimeoutError:
-            pass
-        self.kill()
-        await self.proc.wait()
 
 
 class Preloader:
@@ -188,14 +39,15 @@ class Preloader:
         self._roots = list(roots)
         self._wanted: dict[str, None] = {}  # modules to preload, in the order first seen
         self._excluded: set[str] = set()  # failed or started a thread: never asked again
-        self._ready: _Generation | None = None
-        self._building: list[_Generation] = []  # oldest first
+        self._ready: Generation | None = None
+        self._building: list[Generation] = []  # oldest first
         self._rebuild = False  # the wanted list grew while a build was under way
         self._numbers = 0
         self._deaths: list[float] = []
-        self._old: set[_Generation] = set()  # replaced, finishing their forks
+        self._old: set[Generation] = set()  # replaced, finishing their forks
         self._tasks: set[asyncio.Task[None]] = set()
         self.enabled = True
+        self.on_ready: Callable[[], None] = lambda: None  # a new generation is ready to fork
 
     def learn(self, modules: Iterable[str]) -> None:
         """Modules a run imported from outside the project: a later generation has them."""
@@ -236,19 +88,61 @@ class Preloader:
             generation = await self._generation_for(needs)
             if generation is None:
                 return None
-            try:
-                result = await generation.fork()
-            except OSError as exc:  # no pipes left, say
-                logger.warning("vmd: could not fork a worker: %s", exc)
-                return None
-            finally:
-                if generation.retiring and not generation.pending:
-                    self._close_later(generation)
-            if isinstance(result, PipedProcess):
+            result = await self._fork_from(generation)
+            if result is not False:
                 return result
-            logger.info("vmd: preloader %d did not fork: %s", generation.number, result)
-            self._lost(generation)
         return None
+
+    async def fork_ahead(self) -> tuple[PipedProcess, int] | None:
+        """A worker forked now from the ready generation, for a loader still to come, with
+        that generation's number (for `fits` and `unchanged`); None if none is ready."""
+        generation = self._ready
+        if not self.enabled or generation is None or generation.dead:
+            return None
+        proc = await self._fork_from(generation)
+        return (proc, generation.number) if proc else None
+
+    def fits(self, number: int, needs: Iterable[str]) -> bool | None:
+        """Whether a worker forked ahead from generation `number` has `needs` preloaded; None
+        if that generation is no longer the ready one (the worker lacks what is wanted now)."""
+        ready = self._ready
+        if ready is None or ready.dead or ready.number != number:
+            return None
+        return ready.covers.issuperset(n for n in needs if n not in self._excluded)
+
+    async def unchanged(self, number: int) -> bool:
+        """Whether a worker forked ahead from generation `number` is as good as one forked
+        now: the files of its modules are unchanged on disk (else the generation is dropped
+        and another built, as when it refuses a fork)."""
+        generation = self._ready
+        if generation is None or generation.number != number:
+            return False
+        try:
+            refused = await generation.check()
+        finally:
+            if generation.retiring and not generation.pending:
+                self._close_later(generation)
+        if refused:
+            logger.info("vmd: preloader %d is out of date: %s", generation.number, refused)
+            self._lost(generation)
+        return not refused
+
+    async def _fork_from(self, generation: Generation) -> PipedProcess | None | Literal[False]:
+        """A worker forked from `generation`; False if it did not fork (it is dropped and
+        another built: try again), None if forking is failing here (no pipes left, say)."""
+        try:
+            result = await generation.fork()
+        except OSError as exc:
+            logger.warning("vmd: could not fork a worker: %s", exc)
+            return None
+        finally:
+            if generation.retiring and not generation.pending:
+                self._close_later(generation)
+        if isinstance(result, PipedProcess):
+            return result
+        logger.info("vmd: preloader %d did not fork: %s", generation.number, result)
+        self._lost(generation)
+        return False
 
     def pids(self) -> set[int]:
         """The preloader processes alive now."""
@@ -268,7 +162,7 @@ class Preloader:
 
     # -- generations -------------------------------------------------------------------------
 
-    def _all(self) -> set[_Generation]:
+    def _all(self) -> set[Generation]:
         return {g for g in (self._ready, *self._building, *self._old) if g is not None}
 
     def _want(self, modules: Iterable[str]) -> bool:
@@ -276,7 +170,7 @@ class Preloader:
         self._wanted.update(dict.fromkeys(new))
         return bool(new)
 
-    async def _generation_for(self, needs: list[str]) -> _Generation | None:
+    async def _generation_for(self, needs: list[str]) -> Generation | None:
         ready = self._ready
         if ready is not None and not ready.dead and ready.covers.issuperset(needs):
             return ready
@@ -299,7 +193,7 @@ class Preloader:
             self._rebuild = True
             return
         self._numbers += 1
-        generation = _Generation(
+        generation = Generation(
             self._numbers, [m for m in self._wanted if m not in self._excluded], self._exited
         )
         self._building.append(generation)
@@ -307,7 +201,7 @@ class Preloader:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _build(self, generation: _Generation) -> None:
+    async def _build(self, generation: Generation) -> None:
         loaded: ipc.Loaded | None = None
         try:
             await generation.start(self._cwd, self._roots)
@@ -334,17 +228,18 @@ class Preloader:
             self._ready = generation
             if ready is not None:
                 self._retire(ready)
+            self.on_ready()
         if self._rebuild and not self._building:
             self._rebuild = False
             self._schedule()
 
-    def _exited(self, generation: _Generation) -> None:
+    def _exited(self, generation: Generation) -> None:
         """A preloader exited on its own (killed, crashed, refused): build another."""
         if self._ready is generation or generation in self._building:
             self._died()
         self._lost(generation)
 
-    def _lost(self, generation: _Generation) -> None:
+    def _lost(self, generation: Generation) -> None:
         if self._ready is generation:
             self._ready = None
             self._schedule()
@@ -361,7 +256,7 @@ class Preloader:
                 len(self._deaths), _DEATH_WINDOW,
             )
 
-    def _retire(self, generation: _Generation) -> None:
+    def _retire(self, generation: Generation) -> None:
         if generation.retiring:
             return
         generation.retiring = True
@@ -369,7 +264,7 @@ class Preloader:
         if not generation.pending:
             self._close_later(generation)
 
-    def _close_later(self, generation: _Generation) -> None:
+    def _close_later(self, generation: Generation) -> None:
         async def close() -> None:
             await generation.close()
             self._old.discard(generation)

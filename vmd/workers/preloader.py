@@ -105,7 +105,7 @@ class _Preloader:
             request = ipc.to_preloader_decoder.decode(data)
             refused = self._refusal()
             pid = 0
-            if not refused and len(fds) == 3:
+            if not refused and len(fds) == 3 and not request.check:
                 worker_main.flush()
                 pid = self._fork(fds)
             for fd in fds:

@@ -15,12 +15,16 @@ import collections
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from vmd.workers import scan, spawn
 from vmd.workers.preload import Preloader
 from vmd.workers.process import WorkerProcess
 
 logger = logging.getLogger(__name__)
+
+# Wraps a process forked from a preloader in a WorkerProcess once it is ready (the pool's).
+Adopt = Callable[["spawn.WorkerProcess"], Awaitable[WorkerProcess]]
 
 
 def usable_cpus() -> int:
@@ -49,7 +53,7 @@ class Supply:
         keep_spare: bool,
         max_starts: int | None = None,
         preloader: Preloader | None = None,
-        adopt: Callable[[spawn.WorkerProcess], Awaitable[WorkerProcess]] | None = None,
+        adopt: Adopt | None = None,
         roots: Sequence[str] = (),
     ) -> None:
         self._obtain = obtain
@@ -79,6 +83,12 @@ class Supply:
         # that does not exist would otherwise fail again and again).
         self._failing = False
         self._closed = False
+        # Serving: a worker forked ahead from the ready generation (with its number), so a
+        # loader whose code changed, or one evicted and visited again, need not wait for a fork.
+        self._ahead: tuple[WorkerProcess, int] | None = None
+        self._forking_ahead: asyncio.Task[None] | None = None
+        if preloader is not None and keep_spare:
+            preloader.on_ready = self._fork_ahead
 
     async def start(self, early: spawn.EarlyProcess | None = None) -> None:
         """Have a spare ready (adopting `early`, if given); raises what starting it raised."""
@@ -96,17 +106,27 @@ class Supply:
         itself, as it always did; one still starting only if the loader imports nothing from
         outside the standard library), or else forked from what preloader there is (waiting
         for the generation importing them), or else spawned."""
-        preloader = self._preloader
-        if preloader is None or not preloader.enabled or self._adopt is None:
+        preloader, adopt = self._preloader, self._adopt
+        if preloader is None or not preloader.enabled or adopt is None:
             return await self.take()
         needs = scan.top_level_imports(loader, [os.path.dirname(loader), *self._roots])
+        try:
+            return await self._take_needing(preloader, adopt, needs)
+        finally:
+            self._fork_ahead()
+
+    async def _take_needing(
+        self, preloader: Preloader, adopt: Adopt, needs: list[str]
+    ) -> WorkerProcess:
+        if (ahead := await self._take_ahead(preloader, needs)) is not None:
+            return ahead
         if not preloader.ready_for(needs) and self._claim(starting=scan.only_standard(needs)):
             preloader.prepare(needs)  # for the loaders that follow
             return await self.take(claimed=True)
         proc = await preloader.fork(needs)
         if proc is not None:
             try:
-                return await self._adopt(proc)
+                return await adopt(proc)
             except Exception as exc:
                 logger.info("vmd: a forked worker did not start (%s); spawning one", exc)
         return await self.take()
@@ -178,6 +198,58 @@ class Supply:
         """A spare died: it is no longer ready."""
         if worker in self._ready:
             self._ready.remove(worker)
+        if self._ahead is not None and self._ahead[0] is worker:
+            self._ahead = None
+
+    # -- forking ahead (serving) -----------------------------------------------------------
+
+    async def _take_ahead(self, preloader: Preloader, needs: list[str]) -> WorkerProcess | None:
+        """The worker forked ahead, if it has `needs` preloaded and its generation's files
+        are unchanged (then it is as good as one forked now)."""
+        if self._ahead is None:
+            return None
+        worker, number = self._ahead
+        fits = preloader.fits(number, needs)
+        if fits is False and worker.usable:
+            return None  # kept for a loader it suits
+        self._ahead = None
+        if fits and worker.usable and await preloader.unchanged(number):
+            return worker
+        if worker.usable:
+            self._discard(worker)
+        return None
+
+    def _fork_ahead(self) -> None:
+        """Have a worker forked ahead from the ready generation, replacing one forked from an
+        older generation (the preloader calls this when a generation becomes ready)."""
+        preloader, adopt = self._preloader, self._adopt
+        if not self._keep_spare or self._closed or preloader is None or adopt is None:
+            return
+        if not preloader.enabled:
+            return
+        if self._ahead is not None:
+            worker, number = self._ahead
+            if worker.usable and preloader.fits(number, ()) is not None:
+                return
+            self._ahead = None
+            if worker.usable:
+                self._discard(worker)
+        if self._forking_ahead is None:
+            self._forking_ahead = asyncio.create_task(self._fork_one_ahead(preloader, adopt))
+
+    async def _fork_one_ahead(self, preloader: Preloader, adopt: Adopt) -> None:
+        try:
+            forked = await preloader.fork_ahead()
+            if forked is not None:
+                worker = await adopt(forked[0])
+                if self._closed:
+                    self._discard(worker)
+                else:
+                    self._ahead = (worker, forked[1])
+        except Exception as exc:  # the next take forks or spawns as usual
+            logger.info("vmd: could not fork a worker ahead: %s", exc)
+        finally:
+            self._forking_ahead = None
 
     async def close(self) -> None:
         """Fail whoever waits, and stop the starts under way (their processes are reaped)."""
@@ -186,7 +258,7 @@ class Supply:
             if not future.done():
                 future.set_exception(RuntimeError("vmd is shutting down"))
         self._takers.clear()
-        tasks = list(self._tasks)
+        tasks: list[asyncio.Task[Any]] = [*self._tasks, *filter(None, [self._forking_ahead])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
