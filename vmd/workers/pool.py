@@ -90,7 +90,8 @@ class WorkerPool:
         # exactly once however many of the loader's modules noticed the change.
         self._outdated: set[str] = set()
         # Background retirements, kept so close() can finish them and nothing is collected early.
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Future[None]] = set()
+        self._stopping: dict[str, asyncio.Future[None]] = {}  # loader -> its old worker stopping
         self._closed = False
 
     # -- public API ----------------------------------------------------------------------------
@@ -116,7 +117,9 @@ class WorkerPool:
         """
         if loader in self._outdated:
             self._outdated.discard(loader)
-            await self.replace(loader)
+            # The next process is taken while the old one stops; its Assign waits (_assign).
+            if (stopping := self._retire_for(loader)) is not None:
+                self._stopping[loader] = stopping
         while True:
             worker = await self._worker_for(loader, id)
             if not worker.usable:
@@ -141,14 +144,18 @@ class WorkerPool:
         grace), so a new instance's setup does not race the old one's cleanup. A run in flight
         finishes normally and the worker is stopped after it, in the background.
         """
+        if (stopping := self._retire_for(loader)) is not None:
+            await stopping
+
+    def _retire_for(self, loader: str) -> asyncio.Future[None] | None:
+        """Retire the loader's worker; an idle one's stopping, to wait for (a busy one stops
+        after its run, in the background)."""
         worker = self._workers.pop(loader, None)
         if worker is None:
-            return
+            return None
         worker.retired = True
-        if worker.busy:
-            self._in_background(self._retire(worker))
-        else:
-            await self._retire(worker)
+        stopping = self._in_background(self._retire(worker))
+        return None if worker.busy else stopping
 
     async def close(self) -> None:
         """Stop every worker (cleanups get a short grace), then kill what is left and reap."""
@@ -224,6 +231,8 @@ class WorkerPool:
             self._wake()
             raise
         self._reserved -= 1  # the room is the worker's now
+        if (stopping := self._stopping.pop(loader, None)) is not None:
+            await asyncio.wait([stopping])  # the old one's cleanups ran (replace logs errors)
         worker.loader = loader
         worker.send(ipc.Assign(roots=self._roots, loader=loader, mode=self._mode))
         self._workers[loader] = worker
@@ -393,7 +402,8 @@ class WorkerPool:
                 reaper.reap_strays()
                 asyncio.get_running_loop().call_later(_STRAY_WAIT, reaper.reap_strays)
 
-    def _in_background(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
+    def _in_background(self, coro: Any) -> asyncio.Future[None]:
+        task: asyncio.Future[None] = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
