@@ -150,6 +150,8 @@ function workspace(loaders, ids) {
   ])
     if (!existsSync(file)) throw new Error(`${file} is missing: run ${hint}`)
   process.env.VMD_PYTHON ??= join(repo, '.venv/bin/python')
+  // Vite runs in the benchmark's temporary folder: a relative path must not be read from there.
+  if (process.env.VMD_PYTHON.includes('/')) process.env.VMD_PYTHON = resolve(process.env.VMD_PYTHON)
   if (!existsSync(process.env.VMD_PYTHON)) throw new Error(`no Python at ${process.env.VMD_PYTHON}: create .venv (./scripts/test) or set VMD_PYTHON`)
   const root = realpathSync(mkdtempSync(join(tmpdir(), 'vmd-seed-bench-')))
   write(root, { 'package.json': '{"name":"vmd-seed-bench","private":true,"type":"module"}\n' })
