@@ -439,6 +439,12 @@ async def test_ctrl_c_during_load_exits_130_without_a_traceback(
     ) as proc:
         await until_exists(started)  # the loader is asleep in its worker
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), 10)
+        try:
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), 10)
+        except asyncio.TimeoutError:  # seen in full-suite runs only: say what was still alive
+            ps = subprocess.run(["ps", "-eo", "pid,ppid,pgid,stat,etime,args"],
+                                capture_output=True, text=True).stdout
+            alive = "\n".join(line for line in ps.splitlines() if "vmd" in line)
+            raise AssertionError(f"vmd load still running 10 s after SIGINT:\n{alive}") from None
         assert proc.returncode == 130
         assert (stdout, stderr) == (b"", b"")

@@ -152,12 +152,12 @@ async def test_the_worker_for_the_next_edit_is_forked_before_the_edit(
     project: Project, start_daemon: StartDaemon, library: Library
 ) -> None:
     daemon = await start(start_daemon, library)
-    n, _ = await edit_until_forked(project, daemon, "src/a.vmd.py")
+    first, _ = await edit_until_forked(project, daemon, "src/a.vmd.py")
     # Serving keeps a worker forked ahead from the ready preloader, so a code change waits for
     # no fork: an edit runs in a process that was there before it, with the library preloaded
     # (the warm spare, spawned, has not). A few tries: a newer preloader generation coming
     # ready replaces the worker forked ahead from the old one.
-    for n in range(n + 1, n + 21):
+    for n in range(first + 1, first + 21):
         await eventually(lambda: len(daemon.worker_pids()) == 3)  # loader's, spare, ahead
         before = daemon.worker_pids()
         project.write("src/a.vmd.py", loader_source(n))
