@@ -148,6 +148,51 @@ async def test_a_cold_batch_of_loaders_importing_a_library_imports_it_once_not_p
     assert forked.isdisjoint(library.importers())  # they had it from the preloader
 
 
+# A loader of the standard library only: whether its worker was forked (a forked worker keeps
+# the preloader's command line; a spawned one runs `-m vmd.workers.main`).
+STANDARD_LOADER = (
+    "import os, vmd\n"
+    "FORKED = b'vmd.workers.preloader' in open('/proc/self/cmdline', 'rb').read()\n"
+    "def load(ctx):\n"
+    "    return vmd.json_module({'forked': FORKED, 'pid': os.getpid()})\n"
+)
+
+
+async def test_a_dev_servers_first_standard_library_loaders_fork_rather_than_spawn_each(
+    project: Project, start_daemon: StartDaemon
+) -> None:
+    """What a dev server asks for at start: many loaders at once, right after `initialize`.
+    One may take the warm spare; the others fork from the preloader, not one interpreter
+    started per loader (each taking the spare's replacement as it started)."""
+    daemon = await start_daemon(options={"maxWorkers": 16})
+    loaders = [project.write(f"src/s{i}.vmd.py", STANDARD_LOADER) for i in range(10)]
+    answer = await daemon.call("vmd/loadMany", {"ids": loaders})
+    values = [exported(r["result"]) for r in answer["results"]]
+    assert len({v["pid"] for v in values}) == 10
+    assert sum(not v["forked"] for v in values) <= 1, values
+
+
+async def test_loaders_importing_only_what_the_preloader_has_start_no_new_preloader(
+    project: Project, start_daemon: StartDaemon
+) -> None:
+    """A run reports the modules it imported (json, vmd's own); a preloader that has them
+    already is kept, not rebuilt: a rebuild costs an interpreter start for nothing."""
+    daemon = await start_daemon()
+
+    async def the_preloader() -> int:
+        # One process named so; a worker just forked is too, until it takes its name back.
+        await eventually(lambda: len(daemon.preloader_pids()) == 1)
+        (pid,) = daemon.preloader_pids()
+        return pid
+
+    exported(await daemon.load(project.write("src/s0.vmd.py", STANDARD_LOADER)))
+    first = await the_preloader()
+    for i in range(1, 6):
+        exported(await daemon.load(project.write(f"src/s{i}.vmd.py", STANDARD_LOADER)))
+    await asyncio.sleep(1.0)  # a new generation would be started and swapped in by then
+    assert await the_preloader() == first
+
+
 async def test_the_worker_for_the_next_edit_is_forked_before_the_edit(
     project: Project, start_daemon: StartDaemon, library: Library
 ) -> None:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Literal
 
-from vmd.workers import ipc
+from vmd.workers import ipc, scan
 from vmd.workers.generation import Generation
 from vmd.workers.piped import PipedProcess
 
@@ -28,6 +28,13 @@ logger = logging.getLogger(__name__)
 _DEATHS_ALLOWED = 3  # preloaders that may die within _DEATH_WINDOW before preloading stops
 _DEATH_WINDOW = 60.0
 _MAX_ATTEMPTS = 3
+
+
+def _libraries(needs: Iterable[str]) -> list[str]:
+    """The modules among `needs` that are worth waiting for a generation with them: not the
+    standard library's (a worker imports one it lacks in milliseconds, and a later generation
+    has it once a run reports it), so a loader importing only those forks from any."""
+    return [n for n in needs if not scan.only_standard([n])]
 
 
 class Preloader:
@@ -59,9 +66,10 @@ class Preloader:
         none is ready or building. Returns the needs that can be preloaded."""
         needs = [n for n in needs if n not in self._excluded]
         self._want(needs)
+        libraries = _libraries(needs)
         ready = self._ready
-        if ready is None or not ready.covers.issuperset(needs):
-            if not any(g.covers.issuperset(needs) for g in self._building):
+        if ready is None or not ready.covers.issuperset(libraries):
+            if not any(g.covers.issuperset(libraries) for g in self._building):
                 self._schedule(now=True)
         return needs
 
@@ -71,7 +79,7 @@ class Preloader:
         return (
             ready is not None
             and not ready.dead
-            and ready.covers.issuperset(n for n in needs if n not in self._excluded)
+            and ready.covers.issuperset(_libraries(n for n in needs if n not in self._excluded))
         )
 
     async def fork(self, needs: Iterable[str] = ()) -> PipedProcess | None:
@@ -108,7 +116,7 @@ class Preloader:
         ready = self._ready
         if ready is None or ready.dead or ready.number != number:
             return None
-        return ready.covers.issuperset(n for n in needs if n not in self._excluded)
+        return ready.covers.issuperset(_libraries(n for n in needs if n not in self._excluded))
 
     async def unchanged(self, number: int) -> bool:
         """Whether a worker forked ahead from generation `number` is as good as one forked
@@ -166,16 +174,20 @@ class Preloader:
         return {g for g in (self._ready, *self._building, *self._old) if g is not None}
 
     def _want(self, modules: Iterable[str]) -> bool:
+        """Add what is neither wanted already nor excluded; whether any of it is not in the
+        ready generation (the preloader's own modules, say) and so needs a new one."""
         new = [m for m in modules if m not in self._wanted and m not in self._excluded]
         self._wanted.update(dict.fromkeys(new))
-        return bool(new)
+        ready = self._ready
+        return bool(new) and (ready is None or not ready.covers.issuperset(new))
 
     async def _generation_for(self, needs: list[str]) -> Generation | None:
+        libraries = _libraries(needs)
         ready = self._ready
-        if ready is not None and not ready.dead and ready.covers.issuperset(needs):
+        if ready is not None and not ready.dead and ready.covers.issuperset(libraries):
             return ready
         for building in reversed(self._building):  # the newest that has them
-            if building.covers.issuperset(needs):
+            if building.covers.issuperset(libraries):
                 try:
                     await asyncio.shield(building.loaded)
                 except Exception:
@@ -192,6 +204,11 @@ class Preloader:
         if self._building and not now:
             self._rebuild = True
             return
+        ready = self._ready
+        if not now and ready is not None and not ready.dead and ready.covers.issuperset(
+            m for m in self._wanted if m not in self._excluded
+        ):
+            return  # what was learned during the build, the build had
         self._numbers += 1
         generation = Generation(
             self._numbers, [m for m in self._wanted if m not in self._excluded], self._exited

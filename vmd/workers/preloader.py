@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 
+import vmd.jsmodule  # noqa: F401 - what nearly every loader calls: its workers need not import it
 from vmd.workers import ipc, modules
 from vmd.workers import main as worker_main
 from vmd.workers.capture import Locality

@@ -91,7 +91,12 @@ class Supply:
             preloader.on_ready = self._fork_ahead
 
     async def start(self, early: spawn.EarlyProcess | None = None) -> None:
-        """Have a spare ready (adopting `early`, if given); raises what starting it raised."""
+        """Have a spare ready (adopting `early`, if given); raises what starting it raised.
+
+        Serving, the first preloader starts now too, so a dev server's first loaders fork
+        (building, it starts with the first run: a build of one loader file never forks)."""
+        if self._preloader is not None and self._keep_spare and self._preloader.enabled:
+            self._preloader.prepare(())
         if early is None and self._ready:
             return
         if early is not None or not self._tasks:
@@ -174,9 +179,14 @@ class Supply:
         imports a library would import it itself after its start, no sooner than the
         generation now importing it, and many such loaders arriving together would each start
         one (a batch of pandas loaders, each importing pandas on two shared cores) instead of
-        forking from one import."""
-        free = len(self._ready) + (self._starting if starting else 0)
-        if free - len(self._takers) - self._claims > 0:
+        forking from one import.
+
+        And only while nobody waits for one already: each take starts the spare's replacement,
+        so claiming replacements too would spawn a process for every loader that arrives before
+        the preloader is ready (40 at a dev server's start) where one fork each would do."""
+        waiting = len(self._takers) + self._claims
+        free = len(self._ready) + (self._starting if starting and not waiting else 0)
+        if free - waiting > 0:
             self._claims += 1
             return True
         return False
