@@ -24,6 +24,7 @@ from vmd.workers.capture import Locality
 from vmd.workers.preload import Preloader
 from vmd.workers.process import REQUEUE, TIMED_OUT, Outcome, WorkerProcess
 from vmd.workers.supply import Supply
+from vmd.workers.turns import Turns
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class WorkerPool:
         self._assigning: dict[str, asyncio.Future[WorkerProcess]] = {}
         self._reserved = 0  # room taken by assignments still waiting for their process
         self._waiting = 0  # assignments waiting for room: the supply starts spares for them
-        self._room: list[asyncio.Future[None]] = []  # woken when a worker goes idle or exits
+        self._room = Turns()  # loaders waiting for room (see _reserve)
         # Loaders whose code changed since their worker started: the next run replaces it,
         # exactly once however many of the loader's modules noticed the change.
         self._outdated: set[str] = set()
@@ -247,11 +248,13 @@ class WorkerPool:
     async def _reserve(self) -> None:
         """Wait for room for one more loader's process. `max_workers` counts every process that
         hosts a loader, the ones still stopping included, so an evicted worker's room is free
-        only once it has exited (its cleanups run before another loader's code starts)."""
+        only once it has exited (its cleanups run before another loader's code starts). They
+        wait in turn: one that took room or evicted passes it on (`_wake`)."""
         waited = False
         try:
             while True:
                 if self._closed:
+                    self._wake()
                     raise RuntimeError("vmd is shutting down")
                 hosting = [w for w in self._live.values() if w.loader]
                 if len(hosting) + self._reserved < self._max_workers:
@@ -260,6 +263,7 @@ class WorkerPool:
                 soon = sum(1 for w in hosting if self._workers.get(w.loader) is not w
                            and not w.busy)
                 if len(hosting) - soon + self._reserved >= self._max_workers and self._evict():
+                    self._wake()
                     continue  # its room is free once it has exited
                 if not waited:
                     waited = True
@@ -267,22 +271,18 @@ class WorkerPool:
                     # Processes for the loaders waiting, started now, ready when room is.
                     self._supply.ahead = min(self._waiting, self._max_workers)
                     self._supply.top_up()
-                room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                self._room.append(room)
-                await room
+                await self._room.wait()
         finally:
             if waited:
                 self._waiting -= 1
                 # No top_up: the take that follows does it, after taking a ready spare.
                 self._supply.ahead = min(self._waiting, self._max_workers)
         self._reserved += 1
+        self._wake()
 
     def _wake(self) -> None:
-        """Room may have come free (a worker went idle or exited): let the waiting look."""
-        room, self._room = self._room, []
-        for future in room:
-            if not future.done():
-                future.set_result(None)
+        """Room may have come free (a worker went idle or exited): the next waiting looks."""
+        self._room.wake()
 
     def _evict(self) -> bool:
         """Stop the least recently used idle worker (its cleanups run); False if all are busy.
