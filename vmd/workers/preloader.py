@@ -17,6 +17,7 @@ on disk (`pip install -U`): the daemon then spawns, and builds a new preloader.
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import importlib
 import importlib.util
@@ -25,9 +26,10 @@ import socket
 import sys
 import threading
 import time
+from typing import Any
 
 import vmd.jsmodule  # noqa: F401 - what nearly every loader calls: its workers need not import it
-from vmd.workers import ipc, modules
+from vmd.workers import capture, ipc, modules
 from vmd.workers import main as worker_main
 from vmd.workers.capture import Locality
 
@@ -78,6 +80,7 @@ class _Preloader:
                 self.loaded.threaded.append(name)
                 self.loaded.unsafe = f"importing {name} started a Python thread"
                 return
+        capture.interpreter_dirs()  # what every worker's Locality needs: found once, here
         gc.collect()
         gc.freeze()  # forked workers share these objects' pages instead of copying them
         self.files = _signatures()
@@ -164,7 +167,7 @@ class _Preloader:
                 if time.monotonic() > deadline:
                     os._exit(0)
                 time.sleep(0.0001)
-            self._restore()
+            # No _restore(): serving changes nothing of it, and preload() put it back.
             _set_name(self.name)
             sys.argv = [worker_main.__file__]
             atexit._clear()
@@ -239,9 +242,17 @@ def _set_name(name: bytes) -> None:
     try:
         import ctypes
 
-        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)
+        _prctl()(15, ctypes.c_char_p(name[:15]), 0, 0, 0)
     except Exception:
         pass
+
+
+@functools.cache
+def _prctl() -> Any:
+    """libc's prctl, looked up once here: every forked worker calls it."""
+    import ctypes
+
+    return ctypes.CDLL(None).prctl
 
 
 def _name() -> bytes:
