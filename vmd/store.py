@@ -42,6 +42,7 @@ class Store:
         self.files = files
         self._on_code_changed = on_code_changed
         self._records: dict[str, Record] = {}
+        self._of_loader: dict[str, list[Record]] = {}  # loader real path -> its records
         self._index = Index()
 
     # -- reading -----------------------------------------------------------------------------
@@ -93,7 +94,7 @@ class Store:
 
     def ids_of(self, loader: str) -> list[str]:
         """The ids of every module of the loader at real path `loader`."""
-        return [r.id for r in self._records.values() if r.loader == loader]
+        return [r.id for r in self._of_loader.get(loader, ())]
 
     def ids(self) -> list[str]:
         return list(self._records)
@@ -108,9 +109,9 @@ class Store:
     def add(self, mid: ModuleId) -> None:
         """A module first asked for; `mid` was confined just now, so its first run may use it."""
         if mid.id not in self._records:
-            self._records[mid.id] = Record(
-                mid, Outcome(id=mid.id, loader=mid.real), just_confined=True
-            )
+            rec = Record(mid, Outcome(id=mid.id, loader=mid.real), just_confined=True)
+            self._records[mid.id] = rec
+            self._of_loader.setdefault(rec.loader, []).append(rec)
 
     def mark_dirty(self, id: str) -> None:
         """A load arrived while a run is under way: once it ends, compare with what it saw (see
@@ -136,7 +137,7 @@ class Store:
                     self._code_changed(rec.loader)
                 recs.append(rec)
             real = self.files.realpath(path)
-            for rec in [r for r in self._records.values() if r.loader == real]:
+            for rec in list(self._of_loader.get(real, ())):
                 self._code_changed(rec.loader)
                 recs.append(rec)
         out: list[str] = []
@@ -226,8 +227,11 @@ class Store:
         run in, so code they imported that changed unreported (the watcher lags) makes them
         stale and that worker outdated, or the new module would run the old code."""
         rec = self._records[id]
-        others = [r for r in self._records.values() if r.loader == rec.loader and r is not rec]
-        seen = {path: sig for r in others if r.fresh for path, sig in r.code_deps.items()}
+        others = [r for r in self._of_loader[rec.loader] if r is not rec]
+        seen: dict[str, Sig] = {}
+        for other in others:
+            if other.fresh:
+                seen.update(other.code_deps)
         if all(self.files.signature(path) == sig for path, sig in seen.items()):
             return []
         self._code_changed(rec.loader)
