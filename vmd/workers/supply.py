@@ -93,9 +93,10 @@ class Supply:
     async def start(self, early: spawn.EarlyProcess | None = None) -> None:
         """Have a spare ready (adopting `early`, if given); raises what starting it raised.
 
-        Serving, the first preloader starts now too, so a dev server's first loaders fork
-        (building, it starts with the first run: a build of one loader file never forks)."""
-        if self._preloader is not None and self._keep_spare and self._preloader.enabled:
+        The first preloader starts now too, so the first loaders after the spare's fork: a
+        dev server's start, a build's loaders (a build of one loader file never forks, but
+        its preloader imports while Vite sets the build up rather than during its runs)."""
+        if self._preloader is not None and self._preloader.enabled:
             self._preloader.prepare(())
         if early is None and self._ready:
             return
@@ -123,6 +124,8 @@ class Supply:
     async def _take_needing(
         self, preloader: Preloader, adopt: Adopt, needs: list[str]
     ) -> WorkerProcess:
+        if not self._keep_spare and self._ready:
+            return await self.take()  # building: the spare started for the first loader
         if (ahead := await self._take_ahead(preloader, needs)) is not None:
             return ahead
         if not preloader.ready_for(needs) and self._claim(starting=scan.only_standard(needs)):
