@@ -99,7 +99,7 @@ class WorkerPool:
 
     async def start(self, early: spawn.EarlyProcess | None = None) -> None:
         """Start the warm spare worker (adopting `early` if it was started in our folder) and
-        wait until it is ready. (The supply starts the first preloader too.)"""
+        wait until it is ready. (Serving, the supply starts the first preloader too.)"""
         await self._supply.start(early)
 
     async def run(

@@ -93,10 +93,11 @@ class Supply:
     async def start(self, early: spawn.EarlyProcess | None = None) -> None:
         """Have a spare ready (adopting `early`, if given); raises what starting it raised.
 
-        The first preloader starts now too, so the first loaders after the spare's fork: a
-        dev server's start, a build's loaders (a build of one loader file never forks, but
-        its preloader imports while Vite sets the build up rather than during its runs)."""
-        if self._preloader is not None and self._preloader.enabled:
+        Serving, the first preloader starts now too, so a dev server's first loaders fork.
+        Building, it starts with the first run, with that loader's libraries: one started now
+        as well would import alongside it and the spare (20 pandas loaders: 1.9x -> 2.3x the
+        time of one process running them), for the ~150 ms it saves a build's second loader."""
+        if self._preloader is not None and self._keep_spare and self._preloader.enabled:
             self._preloader.prepare(())
         if early is None and self._ready:
             return
