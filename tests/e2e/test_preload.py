@@ -172,6 +172,20 @@ async def test_a_dev_servers_first_standard_library_loaders_fork_rather_than_spa
     assert sum(not v["forked"] for v in values) <= 1, values
 
 
+async def test_a_build_of_one_standard_library_loader_starts_no_preloader(
+    project: Project, start_daemon: StartDaemon
+) -> None:
+    """Its ids all run in the spare started with the daemon: a preloader would never fork,
+    and importing would take CPU from the build."""
+    daemon = await start_daemon(options={"mode": "build"})
+    loader = project.write("src/s.vmd.py", STANDARD_LOADER)
+    answer = await daemon.call("vmd/loadMany", {"ids": [f"{loader}?n={n}" for n in range(20)]})
+    (pid,) = {exported(r["result"])["pid"] for r in answer["results"]}
+    await daemon.roundtrip()
+    await asyncio.sleep(0.5)  # a preloader started would be there, and named, by then
+    assert (daemon.worker_pids(), daemon.preloader_pids()) == ({pid}, set())
+
+
 async def test_loaders_importing_only_what_the_preloader_has_start_no_new_preloader(
     project: Project, start_daemon: StartDaemon
 ) -> None:

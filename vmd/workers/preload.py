@@ -57,8 +57,10 @@ class Preloader:
         self.on_ready: Callable[[], None] = lambda: None  # a new generation is ready to fork
 
     def learn(self, modules: Iterable[str]) -> None:
-        """Modules a run imported from outside the project: a later generation has them."""
-        if self._want(modules):
+        """Modules a run imported from outside the project: a later generation has them. Not
+        the first generation: it is built when a loader first needs a fork (a build of one
+        loader file never does, and a preloader would only take CPU from its runs)."""
+        if self._want(modules) and self._numbers:
             self._schedule()
 
     def prepare(self, needs: Iterable[str]) -> list[str]:
