@@ -105,8 +105,12 @@ class Stack(_Msg, tag="stack"):
     traceback: str = ""
 
 
+class Stopped(_Msg, tag="stopped"):
+    """Answer to Stop: every cleanup ran; the process exits now."""
+
+
 ToWorker = Assign | Run | Stop | Dump
-FromWorker = Ready | Done | ReloadRequest | Stack
+FromWorker = Ready | Done | ReloadRequest | Stack | Stopped
 
 
 # daemon <-> preloader (`vmd.workers.preloader`) ----------------------------------------------

@@ -39,9 +39,8 @@ _RESULT_HINT = 'expected a str or a dict with "code" (str) and optional "map" (d
 
 
 class _Instance:
-    """One module id hosted by this worker: its Context, cleanup and what setup read.
-
-    A plain class: dataclasses costs ~13 ms of every worker's start-up."""
+    """One module id hosted here: its Context, cleanup and what setup read (a plain class:
+    dataclasses costs ~13 ms of every worker's start-up)."""
 
     __slots__ = ("ctx", "cleanup", "setup_deps")
 
@@ -76,7 +75,7 @@ class _Host:
 
     # -- transport ------------------------------------------------------------------------
 
-    def send(self, msg: ipc.Ready | ipc.Done | ipc.ReloadRequest | ipc.Stack) -> None:
+    def send(self, msg: ipc.FromWorker) -> None:
         self._write(ipc.frame(msg))
 
     def _write(self, data: bytes) -> None:
@@ -140,6 +139,7 @@ class _Host:
                 for id in list(self._instances):
                     self._discard(id)
                 flush()
+                self.send(ipc.Stopped())  # its room is free before the process is torn down
                 os._exit(0)
 
     # -- assignment, locality, capture ----------------------------------------------------

@@ -247,16 +247,16 @@ class WorkerPool:
 
     async def _reserve(self) -> None:
         """Wait for room for one more loader's process. `max_workers` counts every process that
-        hosts a loader, the ones still stopping included, so an evicted worker's room is free
-        only once it has exited (its cleanups run before another loader's code starts). They
-        wait in turn: one that took room or evicted passes it on (`_wake`)."""
+        hosts a loader, the ones stopping included, so an evicted worker's room is free only
+        once its cleanups ran (before another loader's code starts), as it exits. They wait
+        in turn: one that took room or evicted passes it on (`_wake`)."""
         waited = False
         try:
             while True:
                 if self._closed:
                     self._wake()
                     raise RuntimeError("vmd is shutting down")
-                hosting = [w for w in self._live.values() if w.loader]
+                hosting = [w for w in self._live.values() if w.loader and not w.stopped.done()]
                 if len(hosting) + self._reserved < self._max_workers:
                     break
                 # Stopping soon: given up and idle (one replaced mid-run may run for long).
@@ -386,6 +386,7 @@ class WorkerPool:
             if after_run:
                 await worker.idle()
             await worker.stop(_STOP_GRACE)
+            self._wake()  # its room, if its cleanups ran
         finally:
             await self._reap(worker)
 

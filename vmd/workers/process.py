@@ -59,6 +59,8 @@ class WorkerProcess:
         self._on_idle_death = on_idle_death
         loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[int] = loop.create_future()
+        # Its cleanups ran after Stop (it said so, or it is gone): it exits, holding nothing.
+        self.stopped: asyncio.Future[None] = loop.create_future()
         # Runs sent and not yet answered, oldest first. Runs are pipelined: the worker queues
         # them and answers in order, so one loader's many ids (a build) pay no round trip each.
         self.inflight: dict[int, asyncio.Future[ipc.Done | Outcome]] = {}
@@ -175,7 +177,7 @@ class WorkerProcess:
         busy = bool(self.inflight)  # a run under way reads Stop only when it ends
         self.send(ipc.Stop())
         try:
-            await asyncio.wait_for(asyncio.shield(self.tasks[0]), grace)
+            await asyncio.wait_for(asyncio.shield(self.stopped), grace)
         except asyncio.TimeoutError:
             if busy:  # expected when stopping mid-run (Ctrl-C on a slow loader, a shutdown)
                 logger.info("vmd: worker %d is still running a loader; killing it", self.pid)
@@ -215,6 +217,8 @@ class WorkerProcess:
             self.killpg()
         finally:
             self.dead = True
+            if not self.stopped.done():
+                self.stopped.set_result(None)
             if not self.ready.done():  # whoever started it reaps it
                 self.ready.set_exception(RuntimeError("the worker exited during start-up"))
                 self.ready.exception()  # retrieved: nobody may be waiting any more
@@ -243,6 +247,9 @@ class WorkerProcess:
         elif isinstance(msg, ipc.Ready):
             if not self.ready.done():
                 self.ready.set_result(msg.pid)
+        elif isinstance(msg, ipc.Stopped):
+            if not self.stopped.done():
+                self.stopped.set_result(None)
 
     async def _read_stderr(self) -> None:
         stderr = self.proc.stderr
