@@ -148,6 +148,15 @@ async def test_a_cold_batch_of_loaders_importing_a_library_imports_it_once_not_p
     assert forked.isdisjoint(library.importers())  # they had it from the preloader
 
 
+def forked(pid: int) -> bool:
+    """Whether `pid` was forked from a preloader: it keeps the preloader's command line."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"vmd.workers.preloader" in f.read()
+    except OSError:
+        return False
+
+
 # A loader of the standard library only: whether its worker was forked (a forked worker keeps
 # the preloader's command line; a spawned one runs `-m vmd.workers.main`).
 STANDARD_LOADER = (
@@ -211,13 +220,16 @@ async def test_the_worker_for_the_next_edit_is_forked_before_the_edit(
     project: Project, start_daemon: StartDaemon, library: Library
 ) -> None:
     daemon = await start(start_daemon, library)
-    first, _ = await edit_until_forked(project, daemon, "src/a.vmd.py")
+    first, value = await edit_until_forked(project, daemon, "src/a.vmd.py")
     # Serving keeps a worker forked ahead from the ready preloader, so a code change waits for
     # no fork: an edit runs in a process that was there before it, with the library preloaded
     # (the warm spare, spawned, has not). A few tries: a newer preloader generation coming
     # ready replaces the worker forked ahead from the old one.
     for n in range(first + 1, first + 21):
-        await eventually(lambda: len(daemon.worker_pids()) == 3)  # loader's, spare, ahead
+        # A worker forked ahead: forked, and not the one the loader runs in now.
+        await eventually(
+            lambda now=value["pid"]: any(p != now and forked(p) for p in daemon.worker_pids())
+        )
         before = daemon.worker_pids()
         project.write("src/a.vmd.py", loader_source(n))
         value = exported(await daemon.load(project.path("src/a.vmd.py")))

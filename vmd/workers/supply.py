@@ -153,7 +153,7 @@ class Supply:
         `claimed`: the caller reserved one with `_claim()`."""
         if claimed:
             self._claims -= 1
-        if not self._keep_spare:
+        if not self._keep_spare or self._forking():
             self._keep = 0
         error: BaseException | None = None
         for _ in range(2):
@@ -290,9 +290,16 @@ class Supply:
     def _wanted(self) -> int:
         """How many processes should be ready or starting for the demand now (none ahead of
         need while forking: a fork takes milliseconds)."""
-        forking = self._preloader is not None and self._preloader.enabled
+        forking = self._forking()
         ahead = 0 if forking else min(self.ahead, self.max_starts)
-        return len(self._takers) + self._keep + ahead
+        # Serving keeps a spawned spare only while no preloader forks one ahead (the first,
+        # started with the daemon, until a loader takes it): a replacement spawned as each
+        # spare is taken is an interpreter start competing with the loaders for the CPUs.
+        keep = self._keep if forking or not self._keep_spare else 1
+        return len(self._takers) + keep + ahead
+
+    def _forking(self) -> bool:
+        return self._preloader is not None and self._preloader.enabled
 
     def _start_one(
         self, early: spawn.EarlyProcess | None = None
