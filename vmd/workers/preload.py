@@ -30,11 +30,11 @@ _DEATH_WINDOW = 60.0
 _MAX_ATTEMPTS = 3
 
 
-def _libraries(needs: Iterable[str]) -> list[str]:
-    """The modules among `needs` that are worth waiting for a generation with them: not the
+def _has(generation: Generation, needs: Iterable[str]) -> bool:
+    """Whether `generation` preloaded what of `needs` is worth waiting for: all but the
     standard library's (a worker imports one it lacks in milliseconds, and a later generation
     has it once a run reports it), so a loader importing only those forks from any."""
-    return [n for n in needs if not scan.only_standard([n])]
+    return generation.covers.issuperset(n for n in needs if not scan.only_standard([n]))
 
 
 class Preloader:
@@ -68,10 +68,9 @@ class Preloader:
         none is ready or building. Returns the needs that can be preloaded."""
         needs = [n for n in needs if n not in self._excluded]
         self._want(needs)
-        libraries = _libraries(needs)
         ready = self._ready
-        if ready is None or not ready.covers.issuperset(libraries):
-            if not any(g.covers.issuperset(libraries) for g in self._building):
+        if ready is None or not _has(ready, needs):
+            if not any(_has(g, needs) for g in self._building):
                 self._schedule(now=True)
         return needs
 
@@ -81,7 +80,7 @@ class Preloader:
         return (
             ready is not None
             and not ready.dead
-            and ready.covers.issuperset(_libraries(n for n in needs if n not in self._excluded))
+            and _has(ready, (n for n in needs if n not in self._excluded))
         )
 
     async def fork(self, needs: Iterable[str] = ()) -> PipedProcess | None:
@@ -118,7 +117,7 @@ class Preloader:
         ready = self._ready
         if ready is None or ready.dead or ready.number != number:
             return None
-        return ready.covers.issuperset(_libraries(n for n in needs if n not in self._excluded))
+        return _has(ready, (n for n in needs if n not in self._excluded))
 
     async def unchanged(self, number: int) -> bool:
         """Whether a worker forked ahead from generation `number` is as good as one forked
@@ -176,20 +175,16 @@ class Preloader:
         return {g for g in (self._ready, *self._building, *self._old) if g is not None}
 
     def _want(self, modules: Iterable[str]) -> bool:
-        """Add what is neither wanted already nor excluded; whether any of it is not in the
-        ready generation (the preloader's own modules, say) and so needs a new one."""
         new = [m for m in modules if m not in self._wanted and m not in self._excluded]
         self._wanted.update(dict.fromkeys(new))
-        ready = self._ready
-        return bool(new) and (ready is None or not ready.covers.issuperset(new))
+        return bool(new)
 
     async def _generation_for(self, needs: list[str]) -> Generation | None:
-        libraries = _libraries(needs)
         ready = self._ready
-        if ready is not None and not ready.dead and ready.covers.issuperset(libraries):
+        if ready is not None and not ready.dead and _has(ready, needs):
             return ready
         for building in reversed(self._building):  # the newest that has them
-            if building.covers.issuperset(libraries):
+            if _has(building, needs):
                 try:
                     await asyncio.shield(building.loaded)
                 except Exception:
@@ -206,15 +201,12 @@ class Preloader:
         if self._building and not now:
             self._rebuild = True
             return
+        modules = [m for m in self._wanted if m not in self._excluded]
         ready = self._ready
-        if not now and ready is not None and not ready.dead and ready.covers.issuperset(
-            m for m in self._wanted if m not in self._excluded
-        ):
-            return  # what was learned during the build, the build had
+        if not now and ready is not None and not ready.dead and ready.covers.issuperset(modules):
+            return  # learned, but the ready generation has them (vmd's own, or a build's)
         self._numbers += 1
-        generation = Generation(
-            self._numbers, [m for m in self._wanted if m not in self._excluded], self._exited
-        )
+        generation = Generation(self._numbers, modules, self._exited)
         self._building.append(generation)
         task = asyncio.create_task(self._build(generation))
         self._tasks.add(task)

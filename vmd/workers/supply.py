@@ -128,17 +128,15 @@ class Supply:
     async def _take_needing(
         self, preloader: Preloader, adopt: Adopt, needs: list[str]
     ) -> WorkerProcess:
-        standard = scan.only_standard(needs)
-        if not self._keep_spare and self._claim(starting=standard):
-            # Building: the spare started for the first loader, and no preloader for one that
-            # imports only the standard library (a build of one loader file never forks).
-            if not standard:
-                preloader.prepare(needs)  # for the loaders that follow
-            return await self.take(claimed=True)
         if (ahead := await self._take_ahead(preloader, needs)) is not None:
             return ahead
-        if not preloader.ready_for(needs) and self._claim(starting=standard):
-            preloader.prepare(needs)  # for the loaders that follow
+        # Building, the spare started for the first loader is its, preloader ready or not;
+        # and one importing only the standard library asks for no preloader (a build of one
+        # loader file never forks).
+        standard, building = scan.only_standard(needs), not self._keep_spare
+        if (building or not preloader.ready_for(needs)) and self._claim(starting=standard):
+            if not (building and standard):
+                preloader.prepare(needs)  # for the loaders that follow
             return await self.take(claimed=True)
         proc = await preloader.fork(needs)
         if proc is not None:
