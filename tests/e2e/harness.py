@@ -228,8 +228,11 @@ class Daemon:
     # -- processes ---------------------------------------------------------------------------
 
     def worker_pids(self) -> set[int]:
-        """The daemon's loader workers now, spare included (its children but preloaders)."""
-        return {p for p in children(self.proc.pid) if not is_preloader(p)}
+        """The daemon's loader workers now, spare included: its children but preloaders, and
+        the preloaders' children (the workers they forked)."""
+        preloaders = self.preloader_pids()
+        forked = {w for p in preloaders for w in children(p)}
+        return {p for p in children(self.proc.pid) if p not in preloaders} | forked
 
     def preloader_pids(self) -> set[int]:
         """The daemon's preloader processes now (`vmd.workers.preloader`)."""
@@ -299,6 +302,17 @@ def children(pid: int) -> set[int]:
         with contextlib.suppress(OSError):
             with open(f"/proc/{pid}/task/{tid}/children") as f:
                 out.update(int(p) for p in f.read().split())
+    return out
+
+
+def descendants(pid: int) -> set[int]:
+    """Children of `pid`, theirs, and so on (a preloader's workers are its children)."""
+    out, todo = set(), [pid]
+    while todo:
+        for child in children(todo.pop()):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
     return out
 
 

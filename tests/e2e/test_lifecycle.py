@@ -19,6 +19,7 @@ from harness import (
     StartDaemon,
     alive,
     children,
+    descendants,
     eventually,
     exported,
     initialize_params,
@@ -111,7 +112,7 @@ async def test_daemon_exits_when_the_client_process_dies(project: Project) -> No
         (daemon_pid,) = children(launcher.pid)
         loader = project.write("a.vmd.py", "def load(ctx):\n    return ''\n")
         await daemon.load(loader)
-        workers = children(daemon_pid)
+        workers = descendants(daemon_pid)
         assert workers
         launcher.kill()
         await launcher.wait()

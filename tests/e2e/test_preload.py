@@ -24,6 +24,7 @@ from harness import (
     StartDaemon,
     alive,
     children,
+    descendants,
     eventually,
     exported,
     initialize_params,
@@ -322,6 +323,55 @@ async def test_two_forked_workers_draw_different_random_numbers(
     assert a["random"] != b["random"]
 
 
+def counting_source(n: int) -> str:
+    """A loader whose worker counts its runs (module state: it lives as long as the worker)."""
+    return (
+        "import sys\n"
+        "PRELOADED = 'standin' in sys.modules\n"
+        "import os, vmd, standin\n"
+        "RUNS = []\n"
+        "def load(ctx):\n"
+        "    RUNS.append(1)\n"
+        f"    return vmd.json_module({{'preloaded': PRELOADED, 'n': {n}, 'pid': os.getpid(),\n"
+        "        'runs': len(RUNS)})\n"
+    )
+
+
+async def test_a_worker_outlives_the_replacement_of_the_preloader_it_was_forked_from(
+    project: Project, start_daemon: StartDaemon, library: Library
+) -> None:
+    # A preloader is its workers' parent (they die with it): a newer generation replacing it
+    # must leave it running while a worker it forked hosts a loader, and stop it after that.
+    daemon = await start(start_daemon, library)
+    loader = project.path("a.vmd.py")
+    for n in range(100):
+        project.write("a.vmd.py", counting_source(n))
+        first = exported(await daemon.load(loader))
+        if first["preloaded"]:
+            break
+        await asyncio.sleep(0.05)
+    assert first["preloaded"]
+    old = daemon.preloader_pids()
+    # A library no preloader has: a generation importing it replaces the ready one.
+    (library.site / "standin2.py").write_text("import time\ntime.sleep(0.2)\n")
+    other = "import sys\nPRE = 'standin2' in sys.modules\nimport os, vmd, standin2\n" + (
+        "def load(ctx):\n    return vmd.json_module({'pre': PRE, 'n': %d})\n"
+    )
+    for n in range(100):
+        project.write("b.vmd.py", other % n)
+        if exported(await daemon.load(project.path("b.vmd.py")))["pre"]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("no generation with standin2 was ever ready")
+    await asyncio.sleep(1.5)  # longer than a closed preloader is given before it is killed
+    again = exported(await daemon.load(loader + "?again=1"))  # another instance, same worker
+    assert (again["pid"], again["runs"]) == (first["pid"], 2)
+    project.write("a.vmd.py", counting_source(first["n"] + 1))  # its worker is replaced
+    assert exported(await daemon.load(loader))["n"] == first["n"] + 1
+    await eventually(lambda: not any(alive(p) for p in old))
+
+
 async def test_killing_the_preloader_loses_no_request_and_a_new_one_takes_over(
     project: Project, start_daemon: StartDaemon, library: Library
 ) -> None:
@@ -368,7 +418,7 @@ async def test_no_preloader_or_forked_worker_outlives_a_killed_daemon(
 ) -> None:
     daemon = await start(start_daemon, library)
     await edit_until_forked(project, daemon, "a.vmd.py")
-    pids = children(daemon.proc.pid)
+    pids = descendants(daemon.proc.pid)
     assert daemon.preloader_pids() and daemon.worker_pids()
     daemon.proc.kill()
     await daemon.wait_exit()
@@ -390,7 +440,7 @@ async def test_no_preloader_or_forked_worker_outlives_a_killed_client(
         await eventually(lambda: len(children(launcher.pid)) == 1)
         (daemon_pid,) = children(launcher.pid)
         await edit_until_forked(project, daemon, "a.vmd.py")
-        pids = children(daemon_pid)
+        pids = descendants(daemon_pid)
         assert len(pids) >= 2
         launcher.kill()
         await launcher.wait()
@@ -424,8 +474,8 @@ async def test_preloading_turned_off_spawns_every_worker(
 async def test_what_a_replaced_workers_loader_left_running_is_reaped_not_left_a_zombie(
     project: Project, start_daemon: StartDaemon, library: Library
 ) -> None:
-    # The daemon is a child subreaper (so forked workers are its children): a loader's own
-    # children become the daemon's when their worker dies, and must not stay zombies.
+    # The daemon is a child subreaper: a loader's own children become the daemon's when their
+    # worker dies, and must not stay zombies.
     daemon = await start(start_daemon, library)
     body = "    import subprocess\n    child = subprocess.Popen(['sleep', '60'])\n"
     n, value = await edit_until_forked(project, daemon, "a.vmd.py", body=body, extra="child.pid")

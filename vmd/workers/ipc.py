@@ -143,15 +143,23 @@ class Loaded(_Msg, tag="loaded"):
 
 
 class Forked(_Msg, tag="forked"):
-    """Answer to Fork: the worker's pid, or why none was forked (the preloader then exits)."""
+    """Answer to Fork: the worker's pid, or why none was forked (the preloader then forks no
+    more, and exits once the workers it forked have)."""
 
     seq: int
     pid: int = 0
     refused: str = ""
 
 
+class Exited(_Msg, tag="exited"):
+    """A worker forked by the preloader exited: it waited for it (it is the worker's parent)."""
+
+    pid: int
+    code: int  # negative: killed by that signal
+
+
 ToPreloader = Fork
-FromPreloader = Loaded | Forked
+FromPreloader = Loaded | Forked | Exited
 
 _encoder = msgspec.msgpack.Encoder()
 to_worker_decoder = msgspec.msgpack.Decoder(ToWorker)

@@ -33,6 +33,7 @@ from vmd import filestate, globs
 from vmd.context import Context, Event
 from vmd.workers import ipc, locate, modules
 from vmd.workers.capture import Capture, FromSource
+from vmd.workers.lifeline import die_with_daemon
 from vmd.workers.locate import ContractError
 
 _RESULT_HINT = 'expected a str or a dict with "code" (str) and optional "map" (dict | str | None)'
@@ -369,23 +370,8 @@ def flush() -> None:
             pass
 
 
-def die_with_daemon() -> None:
-    """Exit when the daemon does: PR_SET_PDEATHSIG on Linux; if the daemon already died before
-    that took effect, our parent is no longer its pid. Elsewhere stdin EOF does the job."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
-        except Exception:
-            pass
-    daemon = os.environ.get("VMD_DAEMON_PID")
-    if daemon and daemon.isdigit() and os.getppid() != int(daemon):
-        os._exit(0)
-
-
-def main() -> None:
-    """Entry point of a worker process."""
+def main(parent: int | None = None) -> None:
+    """Entry point of a worker process (`parent`: the preloader that forked it, if one did)."""
     proto_out = os.dup(1)  # dup'd fds are non-inheritable: children never hold the protocol
     proto_in = os.dup(0)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -396,7 +382,7 @@ def main() -> None:
         1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
     )
     faulthandler.enable()
-    die_with_daemon()
+    die_with_daemon(parent)
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]
     sys.dont_write_bytecode = True

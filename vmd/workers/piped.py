@@ -1,10 +1,10 @@
 """A worker process the daemon did not start through asyncio (one started before the event
 loop, one forked by the preloader), seen through asyncio streams like asyncio's own Process.
 
-Its exit is seen through a pidfd (Linux 5.3+), as asyncio's PidfdChildWatcher does, else by a
-thread waiting for it, as the threaded watcher does; either way the process must be the daemon's
-child (a forked worker is re-parented to the daemon, a child subreaper). A thread per worker
-cost ~2 ms of the daemon's time to start, and every scan of the daemon's tasks grew with them.
+The exit of one forked by the preloader is what the preloader, its parent, reports. That of the
+daemon's own child is seen through a pidfd (Linux 5.3+), as asyncio's PidfdChildWatcher does,
+else by a thread waiting for it, as the threaded watcher does. (A thread per worker cost ~2 ms
+of the daemon's time to start, and every scan of the daemon's tasks grew with them.)
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import IO
 
 
 class PipedProcess:
-    """`pid`, its three pipes (ours to close) and `wait_exit`, a blocking wait that returns
-    its exit code (negative: killed by that signal)."""
+    """`pid`, its three pipes (ours to close) and either `wait_exit`, a blocking wait for our
+    child that returns its exit code (negative: killed by that signal), or `exit_code`, that
+    code once another process reported it."""
 
     def __init__(
         self,
@@ -26,11 +27,14 @@ class PipedProcess:
         stdin: IO[bytes],
         stdout: IO[bytes],
         stderr: IO[bytes],
-        wait_exit: Callable[[], int],
+        wait_exit: Callable[[], int] | None = None,
+        *,
+        exit_code: asyncio.Future[int] | None = None,
     ) -> None:
         self.pid = pid
         self._pipes = (stdin, stdout, stderr)
         self._wait_exit = wait_exit
+        self._exit_code = exit_code
         self.returncode: int | None = None
         self.stdin: PipeWriter | None = None
         self.stdout: asyncio.StreamReader | None = None
@@ -56,11 +60,21 @@ class PipedProcess:
             if not exited.done():
                 exited.set_result(code)
 
-        if self._watch_pidfd(loop, exit_with):
+        if self._exit_code is not None:
+
+            def reported(future: asyncio.Future[int]) -> None:
+                if not future.cancelled():
+                    exit_with(future.result())
+
+            self._exit_code.add_done_callback(reported)
+            return
+        wait_exit = self._wait_exit
+        assert wait_exit is not None
+        if self._watch_pidfd(loop, exit_with, wait_exit):
             return
 
         def wait() -> None:
-            code = self._wait_exit()
+            code = wait_exit()
             try:
                 loop.call_soon_threadsafe(exit_with, code)
             except RuntimeError:  # the daemon's loop is already closed: nobody is waiting
@@ -69,7 +83,10 @@ class PipedProcess:
         threading.Thread(target=wait, name=f"vmd-wait-{self.pid}", daemon=True).start()
 
     def _watch_pidfd(
-        self, loop: asyncio.AbstractEventLoop, exit_with: Callable[[int], None]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        exit_with: Callable[[int], None],
+        wait_exit: Callable[[], int],
     ) -> bool:
         """Call `exit_with(code)` from the loop once the process has exited; False where
         pidfds are not to be had (then a thread waits)."""
@@ -81,7 +98,7 @@ class PipedProcess:
         def exited() -> None:
             loop.remove_reader(pidfd)
             os.close(pidfd)
-            exit_with(self._wait_exit())  # readable: it has exited, so this does not block
+            exit_with(wait_exit())  # readable: it has exited, so this does not block
 
         try:
             loop.add_reader(pidfd, exited)

@@ -163,8 +163,6 @@ class WorkerPool:
         self._closed = True
         self._wake()
         await self._supply.close()
-        if self._preloader is not None:
-            await self._preloader.close()
         self._workers.clear()
         workers = list(self._live.values())
         for worker in workers:
@@ -172,6 +170,8 @@ class WorkerPool:
         await asyncio.gather(
             *(self._retire(w, after_run=False) for w in workers), return_exceptions=True
         )
+        if self._preloader is not None:  # after the workers it forked: they die with it
+            await self._preloader.close()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 

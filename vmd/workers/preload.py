@@ -126,11 +126,7 @@ class Preloader:
         generation = self._ready
         if generation is None or generation.number != number:
             return False
-        try:
-            refused = await generation.check()
-        finally:
-            if generation.retiring and not generation.pending:
-                self._close_later(generation)
+        refused = await generation.check()
         if refused:
             logger.info("vmd: preloader %d is out of date: %s", generation.number, refused)
             self._lost(generation)
@@ -144,9 +140,6 @@ class Preloader:
         except OSError as exc:
             logger.warning("vmd: could not fork a worker: %s", exc)
             return None
-        finally:
-            if generation.retiring and not generation.pending:
-                self._close_later(generation)
         if isinstance(result, PipedProcess):
             return result
         logger.info("vmd: preloader %d did not fork: %s", generation.number, result)
@@ -206,7 +199,7 @@ class Preloader:
         if not now and ready is not None and not ready.dead and ready.covers.issuperset(modules):
             return  # learned, but the ready generation has them (vmd's own, or a build's)
         self._numbers += 1
-        generation = Generation(self._numbers, modules, self._exited)
+        generation = Generation(self._numbers, modules, self._exited, self._idle)
         self._building.append(generation)
         task = asyncio.create_task(self._build(generation))
         self._tasks.add(task)
@@ -275,7 +268,16 @@ class Preloader:
         if not generation.pending:
             self._close_later(generation)
 
+    def _idle(self, generation: Generation) -> None:
+        """Its last fork request or worker is done: a retired generation can go now."""
+        if generation.retiring:
+            self._close_later(generation)
+
     def _close_later(self, generation: Generation) -> None:
+        if generation.closing:
+            return
+        generation.closing = True  # once: its exit from now on is no news
+
         async def close() -> None:
             await generation.close()
             self._old.discard(generation)

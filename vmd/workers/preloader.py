@@ -7,11 +7,13 @@ from here has them already: only what is project-local is imported from source i
 so every freshness guarantee of a spawned worker holds (project code is never preloaded).
 
 The daemon sends the module list on stdin, then `Fork` requests on the socket FD with the
-worker's three pipe ends attached. Each worker is forked twice (the middle process exits at
-once), so it is re-parented to the daemon, which is a child subreaper: the daemon waits for it,
-its `PR_SET_PDEATHSIG` points at the daemon, and it outlives this process. Forking is refused,
-and this process exits, when a Python thread is alive here or a preloaded module's file changed
-on disk (`pip install -U`): the daemon then spawns, and builds a new preloader.
+worker's three pipe ends attached. This process is the worker's parent: it waits for each
+worker and reports its exit code (`Exited`), and its workers' `PR_SET_PDEATHSIG` points here,
+as this process's points at the daemon, so no worker outlives the daemon. (Forking twice, to
+make the daemon the parent, cost ~2 ms of CPU per worker here.) Forking is refused when
+a Python thread is alive here or a preloaded module's file changed on disk (`pip install -U`):
+the daemon then spawns, and builds a new preloader; this one forks no more and exits once its
+workers have, as it does when the daemon closes the socket.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import gc
 import importlib
 import importlib.util
 import os
+import select
+import signal
 import socket
 import sys
 import threading
@@ -32,8 +36,8 @@ import vmd.jsmodule  # noqa: F401 - what nearly every loader calls: its workers 
 from vmd.workers import capture, ipc, modules
 from vmd.workers import main as worker_main
 from vmd.workers.capture import Locality
+from vmd.workers.lifeline import die_with_daemon
 
-_REPARENT_WAIT = 5.0  # a worker waits this long to become the daemon's child, then gives up
 NAME = b"vmd-preloader"  # its process name (/proc/PID/comm); forked workers get theirs back
 # File times come from a coarse clock (a tick behind): a file this much older than the start
 # counts as changed during the preload too.
@@ -47,7 +51,8 @@ class _Preloader:
     def __init__(self, sock: socket.socket, plan: ipc.Preload) -> None:
         self.sock = sock
         self.plan = plan
-        self.daemon = int(os.environ.get("VMD_DAEMON_PID") or os.getppid())
+        self.pid = os.getpid()
+        self.children: set[int] = set()  # forked and not yet waited for
         self.started = time.time_ns()
         # As a spawned worker starts: put back in every forked worker, whatever imports did.
         self.cwd = os.getcwd()
@@ -98,26 +103,63 @@ class _Preloader:
             self.loaded.failed.append(name)
 
     def serve(self) -> None:
-        """Answer Fork requests until the daemon closes the socket."""
+        """Answer Fork requests until the daemon closes the socket or a fork is refused, and
+        report each worker's exit; then wait for the workers still running, and return."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        self._wake = (wake_r, wake_w)
+        signal.signal(signal.SIGCHLD, _on_child)  # a handler, so the wakeup fd hears of it
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        refused = ""
         while True:
+            readable, _, _ = select.select([self.sock.fileno(), wake_r], [], [])
+            if wake_r in readable:
+                _drain(wake_r)
+                if not self._report_exits():
+                    break
+            if self.sock.fileno() in readable:
+                try:
+                    data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 3)
+                except OSError:
+                    break
+                if not data:
+                    break
+                request = ipc.to_preloader_decoder.decode(data)
+                refused = refused or self._refusal()
+                pid = 0
+                if not refused and len(fds) == 3 and not request.check:
+                    worker_main.flush()
+                    pid = self._fork(fds)
+                for fd in fds:
+                    os.close(fd)
+                if not _send(self.sock, ipc.Forked(seq=request.seq, pid=pid, refused=refused)):
+                    break
+            if refused and not self.children:
+                return
+        while self.children:  # the daemon is gone or done with us: outlive no worker's wait
             try:
-                data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 3)
-            except OSError:
+                pid, _ = os.waitpid(-1, 0)
+            except ChildProcessError:
                 return
-            if not data:
-                return
-            request = ipc.to_preloader_decoder.decode(data)
-            refused = self._refusal()
-            pid = 0
-            if not refused and len(fds) == 3 and not request.check:
-                worker_main.flush()
-                pid = self._fork(fds)
-            for fd in fds:
-                os.close(fd)
-            if not _send(self.sock, ipc.Forked(seq=request.seq, pid=pid, refused=refused)):
-                return
-            if refused:
-                return
+            self.children.discard(pid)
+
+    def _report_exits(self) -> bool:
+        """Wait for every worker that exited and report it; False when the daemon is gone."""
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                break
+            if pid == 0:
+                break
+            if pid in self.children:
+                self.children.discard(pid)
+                code = os.waitstatus_to_exitcode(status)
+                if not _send(self.sock, ipc.Exited(pid=pid, code=code)):
+                    return False
+        return True
 
     def _refusal(self) -> str:
         if threading.active_count() > 1:
@@ -132,29 +174,20 @@ class _Preloader:
         return ""
 
     def _fork(self, fds: list[int]) -> int:
-        """Fork twice: the worker's parent exits at once, so the worker becomes the daemon's."""
-        read, write = os.pipe()
-        middle = os.fork()
-        if middle == 0:
-            try:
-                os.close(read)
-                worker = os.fork()
-                if worker == 0:
-                    os.close(write)
-                    self._become_worker(fds)
-                os.write(write, worker.to_bytes(8, "little"))
-            finally:
-                os._exit(0)
-        os.close(write)
-        got = ipc.read_exact(read, 8)
-        os.close(read)
-        os.waitpid(middle, 0)
-        return int.from_bytes(got, "little") if got else 0
+        pid = os.fork()
+        if pid == 0:
+            self._become_worker(fds)
+        self.children.add(pid)
+        return pid
 
     def _become_worker(self, fds: list[int]) -> None:
         """In the forked worker: the state a spawned worker starts with, then its main()."""
         code = 70
         try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for fd in self._wake:
+                os.close(fd)
             self.sock.close()
             os.setsid()  # its own process group, as spawned workers have (timeouts kill it)
             for target, fd in enumerate(fds):
@@ -162,18 +195,13 @@ class _Preloader:
             for fd in fds:
                 if fd > 2:
                     os.close(fd)
-            deadline = time.monotonic() + _REPARENT_WAIT
-            while os.getppid() != self.daemon:  # the middle process is exiting
-                if time.monotonic() > deadline:
-                    os._exit(0)
-                time.sleep(0.0001)
             # No _restore(): serving changes nothing of it, and preload() put it back.
             _set_name(self.name)
             sys.argv = [worker_main.__file__]
             atexit._clear()
             _reseed()
             modules.preloaded = frozenset(self.extras)
-            worker_main.main()
+            worker_main.main(parent=self.pid)
             code = 0
         except BaseException:
             import traceback
@@ -193,13 +221,25 @@ class _Preloader:
             os.environ.update(self.environ)
 
 
-def _send(sock: socket.socket, msg: ipc.Loaded | ipc.Forked) -> bool:
+def _send(sock: socket.socket, msg: ipc.FromPreloader) -> bool:
     """Send one message; False when the daemon is gone (then this process just exits)."""
     try:
         sock.send(ipc.encode(msg))
     except OSError:
         return False
     return True
+
+
+def _on_child(signum: int, frame: Any) -> None:
+    """SIGCHLD: nothing here; the wakeup fd wakes the serve loop."""
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _importable(name: str, locality: Locality) -> bool:
@@ -276,7 +316,7 @@ def _reseed() -> None:
 def main() -> None:
     """Entry point: read the plan, import, report, then fork on request."""
     sock = socket.socket(fileno=int(sys.argv[1]))
-    worker_main.die_with_daemon()
+    die_with_daemon()
     plan = ipc.preload_decoder.decode(sys.stdin.buffer.read())
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)

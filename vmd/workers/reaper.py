@@ -1,10 +1,9 @@
-"""The daemon as a child subreaper: what lets forked workers be its own children.
+"""The daemon as a child subreaper: what a process under it leaves behind is its to wait for.
 
-A worker forked by the preloader is forked twice and its middle parent exits, so the kernel
-re-parents it to the nearest subreaper: the daemon. The daemon can then wait for it, its
-`PR_SET_PDEATHSIG` fires when the daemon dies, and it outlives the preloader. The price is that
-whatever a worker's loader started and left behind is re-parented to the daemon too when the
-worker dies: `reap_strays` waits for those, so none stays a zombie.
+A worker forked by the preloader is the preloader's child; whatever a worker's loader started
+and left behind is re-parented to the nearest subreaper, the daemon, when the worker dies, and
+so are the workers of a preloader that died (they die with it). `reap_strays` waits for a
+loader's leftovers, so none stays a zombie; `vmd.workers.generation` waits for the workers.
 """
 
 from __future__ import annotations
@@ -39,8 +38,9 @@ def is_subreaper() -> bool:
 
 def reap_strays() -> int:
     """Wait for every exited child that is not a process group leader: a loader's leftovers,
-    re-parented here when their worker died. Group leaders are the daemon's own (workers, the
-    preloader), which their owners wait for. Returns how many were reaped."""
+    re-parented here when their worker died. Group leaders are the daemon's own (workers,
+    preloaders, a dead preloader's workers), which their owners wait for. Returns how many
+    were reaped."""
     reaped = 0
     for pid in _children():
         try:
