@@ -50,7 +50,7 @@ class Capture:
     """Records the code and files the current import / setup / watch / load depends on."""
 
     def __init__(self) -> None:
-        self.locality = Locality([])
+        self.locality = _locality(())
         # Every project-local module imported (and import candidates missed) in this process:
         # modules stay imported, so every run depends on all of them.
         self.code_deps: dict[str, filestate.Sig] = {}
@@ -63,7 +63,7 @@ class Capture:
 
     def configure(self, roots: list[str]) -> None:
         """Set the workspace roots that decide what is project code."""
-        self.locality = Locality(roots)
+        self.locality = _locality(tuple(roots))
 
     def install(self) -> None:
         """Put the finder before PathFinder and add the audit hook (once per process)."""
@@ -186,6 +186,18 @@ def _excluded_dirs(roots: list[str]) -> list[str]:
         if not any(native_is_under(root, prefix) for root in roots):
             out.add(prefix)
     return [p for p in out if not any(native_is_under(root, p) for root in roots)]
+
+
+@functools.cache
+def _locality(roots: tuple[str, ...]) -> Locality:
+    """One Locality per set of roots in this process (a preloader's workers share its)."""
+    return Locality(list(roots))
+
+
+def warm(roots: list[str]) -> None:
+    """Find what a worker's Capture needs for `roots` (the preloader does, before forking)."""
+    _locality(())
+    _locality(tuple(roots))
 
 
 @functools.cache

@@ -19,7 +19,6 @@ workers have, as it does when the daemon closes the socket.
 from __future__ import annotations
 
 import atexit
-import functools
 import gc
 import importlib
 import importlib.util
@@ -36,7 +35,7 @@ import vmd.jsmodule  # noqa: F401 - what nearly every loader calls: its workers 
 from vmd.workers import capture, ipc, modules
 from vmd.workers import main as worker_main
 from vmd.workers.capture import Locality
-from vmd.workers.lifeline import die_with_daemon
+from vmd.workers.lifeline import die_with_daemon, prctl
 
 NAME = b"vmd-preloader"  # its process name (/proc/PID/comm); forked workers get theirs back
 # File times come from a coarse clock (a tick behind): a file this much older than the start
@@ -85,7 +84,7 @@ class _Preloader:
                 self.loaded.threaded.append(name)
                 self.loaded.unsafe = f"importing {name} started a Python thread"
                 return
-        capture.interpreter_dirs()  # what every worker's Locality needs: found once, here
+        capture.warm(self.plan.roots)  # what every worker's Capture needs: found once, here
         gc.collect()
         gc.freeze()  # forked workers share these objects' pages instead of copying them
         self.files = _signatures()
@@ -282,17 +281,9 @@ def _set_name(name: bytes) -> None:
     try:
         import ctypes
 
-        _prctl()(15, ctypes.c_char_p(name[:15]), 0, 0, 0)
+        prctl()(15, ctypes.c_char_p(name[:15]), 0, 0, 0)
     except Exception:
         pass
-
-
-@functools.cache
-def _prctl() -> Any:
-    """libc's prctl, looked up once here: every forked worker calls it."""
-    import ctypes
-
-    return ctypes.CDLL(None).prctl
 
 
 def _name() -> bytes:
