@@ -8,9 +8,14 @@ the loaders' workers started.
 
 Each loader notes, as it is imported, its pid, the time (CLOCK_MONOTONIC, shared by every
 process) and its process's start time (from /proc, in clock ticks): the spacing of those is
-how far apart workers started and got a loader. A thread samples the daemon's children to
-find how many workers were alive at once; the daemon's own CPU time and that of the workers it
-has reaped are read from /proc before it is shut down. Linux only (it reads /proc).
+how far apart workers started and got a loader. A thread samples the processes under the
+daemon to find how many workers were alive at once (preloaders not counted; forked workers are
+a preloader's children); the daemon's own CPU time is read from /proc before it is shut down,
+and the whole tree's (daemon, preloaders, every worker) once it has exited and been reaped.
+Linux only (it reads /proc).
+
+`--python`: the interpreter the daemon runs on (a regular install of the vmd to measure; two
+of them run alternately compare two versions side by side).
 
 `--variants on,off`: every round once with the preloader on (`VMD_PRELOAD=1` in the daemon's
 environment) and once off (`VMD_PRELOAD=0`), the one going first swapping every round; the
@@ -21,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from bench.bench_build import children
+from bench.proctree import descendants
 from bench.rpc import Peer, median
 
 LOADER = """\
@@ -44,28 +51,42 @@ def load(ctx):
 
 def _sample_alive(pid: int, stop: threading.Event, peak: list[int]) -> None:
     while not stop.wait(0.005):
-        peak[0] = max(peak[0], len(children(pid)))
+        peak[0] = max(peak[0], sum(1 for p in descendants(pid) if not _is_preloader(p)))
 
 
-def _cpu_ms(pid: int) -> tuple[float, float]:
-    """CPU time of `pid` itself, and of the children it has reaped (workers that exited)."""
+def _is_preloader(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip() == "vmd-preloader"
+    except OSError:
+        return False
+
+
+def _cpu_ms(pid: int) -> float:
+    """CPU time of `pid` itself."""
     with open(f"/proc/{pid}/stat") as f:
-        fields = [int(x) for x in f.read().rsplit(")", 1)[1].split()[11:15]]
-    tick = 1000 / os.sysconf("SC_CLK_TCK")
-    return (fields[0] + fields[1]) * tick, (fields[2] + fields[3]) * tick
+        fields = [int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13]]
+    return (fields[0] + fields[1]) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def _reaped_cpu_ms() -> float:
+    """CPU time of every process this one has reaped, and those they reaped, so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
 
 
 PRELOAD = {"on": "1", "off": "0"}
 
 
 def one_round(root: Path, ids: list[str], options: dict[str, object],
-              variant: str | None = None) -> dict[str, float]:
+              variant: str | None = None, python: str = sys.executable) -> dict[str, float]:
     marks = root / "marks"
     for mark in marks.iterdir():
         mark.unlink()
     env = None if variant is None else {**os.environ, "VMD_PRELOAD": PRELOAD[variant]}
+    reaped = _reaped_cpu_ms()
     t0 = time.perf_counter()
-    peer = Peer(root, options, env=env)
+    peer = Peer(root, options, env=env, python=python)
     peer.initialize()
     stop, peak = threading.Event(), [0]
     sampler = threading.Thread(target=_sample_alive, args=(peer.proc.pid, stop, peak))
@@ -76,8 +97,9 @@ def one_round(root: Path, ids: list[str], options: dict[str, object],
     t2 = time.perf_counter()
     stop.set()
     sampler.join()
-    daemon_cpu, workers_cpu = _cpu_ms(peer.proc.pid)
+    daemon_cpu = _cpu_ms(peer.proc.pid)
     peer.close()
+    tree_cpu = _reaped_cpu_ms() - reaped
     results = answer["result"]["results"]
     failed = [r for r in results if "error" in r]
     if failed:
@@ -98,7 +120,7 @@ def one_round(root: Path, ids: list[str], options: dict[str, object],
         "span": (imports[-1] - imports[0]) * 1000,
         "peak": peak[0],
         "daemon_cpu": daemon_cpu,
-        "workers_cpu": workers_cpu,
+        "tree_cpu": tree_cpu,
         "workers": len({pid for pid, _, _ in rows}),
     }
 
@@ -112,6 +134,7 @@ def main() -> None:
     ap.add_argument("--mode", default="build", choices=["build", "serve"],
                     help="serve: a dev server's cold start (watchers, a warm spare)")
     ap.add_argument("--variants", default="", help="on,off: preloading on and off, alternating")
+    ap.add_argument("--python", default=sys.executable, help="the daemon's interpreter")
     args = ap.parse_args()
     variants: list[str | None] = [v for v in args.variants.split(",") if v] or [None]
     options: dict[str, object] = {"mode": args.mode}
@@ -130,7 +153,7 @@ def main() -> None:
         for rnd in range(args.rounds):
             k = rnd % len(variants)
             for v in variants[k:] + variants[:k]:
-                r = one_round(root, ids, options, v)
+                r = one_round(root, ids, options, v, args.python)
                 rounds[v].append(r)
                 label = "" if v is None else f" [preload {v}]"
                 print(f"round {rnd + 1}{label}: {len(ids)} loads of {args.loaders} loaders in one "
@@ -138,7 +161,7 @@ def main() -> None:
                       f"workers started a median {r['start_gap']:.1f} ms apart (/proc), loaders "
                       f"imported {r['import_gap']:.1f} ms apart over {r['span']:.0f} ms; "
                       f"peak {r['peak']} worker processes alive; CPU: daemon "
-                      f"{r['daemon_cpu']:.0f} ms, exited workers {r['workers_cpu']:.0f} ms",
+                      f"{r['daemon_cpu']:.0f} ms, whole tree {r['tree_cpu']:.0f} ms",
                       flush=True)
         meds = {}
         for v in variants:
@@ -146,7 +169,8 @@ def main() -> None:
             label = "" if v is None else f" [preload {v}]"
             print(f"median of {args.rounds}{label}: loadMany {med['load']:.0f} ms, spawn -> answer "
                   f"{med['total']:.0f} ms, start gap {med['start_gap']:.1f} ms, import gap "
-                  f"{med['import_gap']:.1f} ms, peak alive {med['peak']:.0f}")
+                  f"{med['import_gap']:.1f} ms, peak alive {med['peak']:.0f}, CPU of the tree "
+                  f"{med['tree_cpu']:.0f} ms")
         if "on" in meds and "off" in meds:
             print(f"preload on / off: loadMany {meds['on']['load'] / meds['off']['load']:.3f}, "
                   f"spawn -> answer {meds['on']['total'] / meds['off']['total']:.3f}")
