@@ -67,7 +67,9 @@ class Service:
         self.store = Store(on_code_changed=self.pool.code_changed)
         self.watcher: Watcher | None = None
         if options.mode == "serve":
-            self.watcher = Watcher(self.on_paths_changed, on_restart=self.recheck_all)
+            self.watcher = Watcher(
+                self.on_paths_changed, on_restart=self.recheck_all, roots=self.roots
+            )
         self._runs: dict[str, asyncio.Task[None]] = {}  # id -> its burst of runs under way
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False

@@ -4,7 +4,11 @@ The owner says *what* it cares about (absolute paths, each recursive or not) and
 paths changed; it stats them itself to learn their final state, because watchfiles reports an
 atomic save as added + deleted in an unordered batch. This module decides which folders to watch
 so that every target is heard about, including targets that do not exist yet, and restarts
-watchfiles when that set of folders changes (a running `awatch` cannot take new paths).
+watchfiles when that set of folders changes (a running `awatch` cannot take new paths), or when
+a watched folder was replaced under the same name (`git checkout`, a regenerated folder): an OS
+watch follows the folder it was put on, and a new folder of that name is not it. The folders
+above each watched one, up to the workspace root's parent, are watched too (flat), so that such
+a replacement is heard about.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ class Watcher:
             re-stat what is being watched.
         step_ms: quiet time that ends a batch; 1 ms keeps a single save's latency at ~2 ms.
         debounce_ms: the longest a batch may keep growing under a stream of changes.
+        roots: the workspace roots: the folders above a watched one are watched up to the
+            parent of the root it is in (only its parent when it is in none). None: only the
+            folders the targets need.
 
     Example:
         >>> watcher = Watcher(lambda paths: print(sorted(paths)))  # doctest: +SKIP
@@ -60,8 +67,11 @@ class Watcher:
         on_restart: Callable[[], None] | None = None,
         step_ms: int = 1,
         debounce_ms: int = 100,
+        roots: Iterable[str] | None = None,
     ) -> None:
         self._on_changes = on_changes
+        self._roots = None if roots is None else [os.path.normpath(os.path.abspath(r))
+                                                  for r in roots]
         self._on_restart = on_restart
         self._step_ms = step_ms
         self._debounce_ms = debounce_ms
@@ -140,12 +150,15 @@ class Watcher:
             return
         try:
             folders, sensitive = resolve(self._targets)
+            if self._roots is not None:
+                folders, sensitive = guarded(folders, sensitive, self._roots)
         except Exception:  # a resolution bug must not kill the watcher: keep the old watch
             logger.exception("vmd.watch: could not resolve watch targets")
             return
         self._sensitive = sensitive
         for recursive in (True, False):
-            if folders[recursive] != self._folders[recursive]:
+            task = self._tasks.get(recursive)
+            if folders[recursive] != self._folders[recursive] or (task and task.replaced()):
                 self._restart(recursive, folders[recursive])
 
     def _restart(self, recursive: bool, folders: frozenset[str]) -> None:
@@ -181,6 +194,9 @@ class Watcher:
             self._on_changes(paths)
         except Exception:
             logger.exception("vmd.watch: on_changes callback failed")
+        for watching in self._tasks.values():
+            if not watching.folders.isdisjoint(paths):
+                watching.moved = True  # its OS watch may be gone (renamed away and back)
         if not self._sensitive.isdisjoint(paths):
             self._schedule_sync()
 
@@ -200,6 +216,9 @@ class _WatchTask:
         self.owner = owner
         self.recursive = recursive
         self.folders = folders
+        # Which folder each is now: one replaced under the same name needs a new OS watch.
+        self.identity = {folder: _identity(folder) for folder in folders}
+        self.moved = False  # a folder it watches was itself reported changed
         # watchfiles polls this from its worker thread every `step` ms.
         self._stop = threading.Event()
         self._task = asyncio.get_running_loop().create_task(
@@ -208,6 +227,11 @@ class _WatchTask:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def replaced(self) -> bool:
+        """Whether a folder it watches was moved, is gone or is another folder now (same
+        name): its OS watch may be on nothing."""
+        return self.moved or any(_identity(f) != was for f, was in self.identity.items())
 
     async def wait(self, timeout: float) -> None:
         try:
@@ -252,6 +276,14 @@ class _WatchTask:
             )
             await asyncio.sleep(_RETRY_DELAY_S)
             owner._failed(self)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _add_contents(folder: str, paths: set[str]) -> None:
@@ -302,6 +334,28 @@ def resolve(
     flat = {p for p in flat if p not in recursive and not _under_any(p, recursive)}
     sensitive |= recursive | flat
     return {True: frozenset(recursive), False: frozenset(flat)}, frozenset(sensitive)
+
+
+def guarded(
+    folders: dict[bool, frozenset[str]], sensitive: frozenset[str], roots: list[str]
+) -> tuple[dict[bool, frozenset[str]], frozenset[str]]:
+    """`folders` and `sensitive` (from `resolve`) with the folders above each watched one
+    added, flat, up to the parent of the root it is in (only its parent when in none): the
+    deletion, creation or renaming of a watched folder, or of one on its way, is then an event
+    in a watched folder, and the watcher re-resolves."""
+    recursive = set(folders[True])
+    flat = set(folders[False])
+    for watched in recursive | flat:
+        root = next((r for r in roots if watched == r or watched.startswith(r + os.sep)), None)
+        top = os.path.dirname(root if root is not None else watched)
+        below, parent = watched, os.path.dirname(watched)
+        while parent != below:  # up to the file system's root at most
+            if parent not in recursive and not _under_any(parent, recursive):
+                flat.add(parent)
+            if parent == top:
+                break
+            below, parent = parent, os.path.dirname(parent)
+    return {True: folders[True], False: frozenset(flat)}, sensitive | flat
 
 
 def _under_any(path: str, folders: set[str]) -> bool:

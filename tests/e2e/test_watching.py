@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from harness import Daemon, Fence, Project, StartDaemon, eventually, exported
@@ -500,3 +501,66 @@ async def test_a_code_change_notifies_every_id_of_the_loader(
         assert (await daemon.changed(id, since=mark))["reason"] == "code"
     for id in ids:
         assert (await daemon.load(id))["code"].startswith("v2")
+
+
+
+@pytest.mark.parametrize("glob", ["data/*.txt", "data/**/*.txt"])
+async def test_a_watched_folder_deleted_and_recreated_keeps_reporting_edits(
+    project: Project, daemon: Daemon, glob: str
+) -> None:
+    project.write("src/data/a.txt", "one")
+    loader = texts_loader(project, glob)
+    await daemon.load(loader)
+    for turn in range(3):
+        mark = daemon.mark()
+        shutil.rmtree(project.path("src/data"))
+        await daemon.changed(loader, since=mark)
+        await daemon.load(loader)
+        mark = daemon.mark()
+        project.write("src/data/a.txt", f"back {turn}")
+        await daemon.changed(loader, since=mark)
+        assert exported(await daemon.load(loader))["texts"] == {"data/a.txt": f"back {turn}"}
+        await edits_are_reported(project, daemon, loader, f"{turn}.")
+
+
+@pytest.mark.parametrize("how", ["recreated", "renamed-away-and-back", "swapped", "root"])
+async def test_a_watched_folder_replaced_at_once_keeps_reporting_edits(
+    project: Project, daemon: Daemon, how: str
+) -> None:
+    # What `git checkout` or a regenerate-the-folder step does: no event in between is seen.
+    project.write("src/data/a.txt", "one")
+    loader = texts_loader(project)
+    await daemon.load(loader)
+    data = project.path("src/data")
+    mark = daemon.mark()
+    if how == "recreated":
+        shutil.rmtree(data)
+        project.write("src/data/a.txt", "two")
+    elif how == "renamed-away-and-back":
+        os.rename(data, data + ".away")
+        os.rename(data + ".away", data)
+        project.write("src/data/a.txt", "two")
+    elif how == "swapped":  # a new folder renamed into the old one's place
+        project.write("src/data.new/a.txt", "two")
+        shutil.rmtree(data)
+        os.rename(data + ".new", data)
+    else:  # the workspace root itself, replaced by a copy
+        project.write("src/data/a.txt", "two")
+        root = str(project.root)
+        shutil.copytree(root, root + ".new")
+        shutil.rmtree(root)
+        os.rename(root + ".new", root)
+    await daemon.changed(loader, since=mark)
+    assert exported(await daemon.load(loader))["texts"] == {"data/a.txt": "two"}
+    await edits_are_reported(project, daemon, loader, "")
+
+
+async def edits_are_reported(project: Project, daemon: Daemon, loader: str, tag: str) -> None:
+    """Three edits of src/data/a.txt: each one `vmd/changed`, then a fresh load."""
+    for n in range(3):
+        mark = daemon.mark()
+        project.write("src/data/a.txt", f"edit {tag}{n}")
+        change = await daemon.changed(loader, since=mark)
+        assert change["events"] == [{"type": "change", "path": project.path("src/data/a.txt")}]
+        texts = exported(await daemon.load(loader))["texts"]
+        assert texts == {"data/a.txt": f"edit {tag}{n}"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vmd import watch
-from vmd.watch import Watcher, resolve
+from vmd.watch import Watcher, guarded, resolve
 
 TIMEOUT = 5.0
 
@@ -342,3 +342,28 @@ def test_resolve_drops_targets_covered_by_a_recursive_ancestor(root: Path) -> No
         ]
     )
     assert folders == {True: {str(root / "a")}, False: set()}
+
+
+def test_guards_watch_the_folders_up_to_the_roots_parent_and_no_higher(root: Path) -> None:
+    # A watched folder replaced under its name is seen only from the folder above it.
+    deep = root / "proj" / "src" / "data"
+    deep.mkdir(parents=True)
+    folders, sensitive = guarded(
+        {True: frozenset(), False: frozenset({str(deep), "/elsewhere/x"})},
+        frozenset({str(deep)}),
+        [str(root / "proj")],
+    )
+    guards = {str(root / "proj" / "src"), str(root / "proj"), str(root)}
+    assert folders[False] == {str(deep), "/elsewhere/x", "/elsewhere"} | guards
+    assert guards <= sensitive
+
+
+def test_guards_inside_a_recursive_watch_are_left_to_it(root: Path) -> None:
+    (root / "a" / "b").mkdir(parents=True)
+    folders, _ = guarded(
+        {True: frozenset({str(root / "a")}), False: frozenset({str(root / "a" / "b")})},
+        frozenset(),
+        [str(root)],
+    )
+    flat = {str(root / "a" / "b"), str(root), str(root.parent)}  # not a: watched recursively
+    assert folders == {True: {str(root / "a")}, False: flat}
