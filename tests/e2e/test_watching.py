@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 
@@ -564,3 +565,42 @@ async def edits_are_reported(project: Project, daemon: Daemon, loader: str, tag:
         assert change["events"] == [{"type": "change", "path": project.path("src/data/a.txt")}]
         texts = exported(await daemon.load(loader))["texts"]
         assert texts == {"data/a.txt": f"edit {tag}{n}"}
+
+
+OWN_OUTPUT = """
+import os, vmd
+
+watch = ["gen/*.txt"]
+RUNS = [0]
+
+def load(ctx):
+    RUNS[0] += 1
+    gen = ctx.path.parent / "gen"
+    gen.mkdir(exist_ok=True)
+    target = gen / "generated.txt"
+    if {atomic}:
+        (gen / ".generated.tmp").write_text("the same every time")
+        os.replace(gen / ".generated.tmp", target)
+    else:
+        target.write_text("the same every time")
+    return vmd.json_module({{"runs": RUNS[0], "inputs": sorted(ctx.watched_files)}})
+"""
+
+
+@pytest.mark.parametrize("atomic", [False, True], ids=["in-place", "atomic"])
+async def test_a_loader_writing_into_its_own_watch_globs_does_not_trigger_itself(
+    project: Project, daemon: Daemon, atomic: bool
+) -> None:
+    project.write("src/gen/input.txt", "in")
+    loader = project.write("src/own.vmd.py", OWN_OUTPUT.format(atomic=atomic))
+    mark = daemon.mark()
+    first = exported(await daemon.load(loader))
+    await asyncio.sleep(1.0)  # a loop would have run it hundreds of times by now
+    assert len(daemon.changes(loader, since=mark)) <= 1
+    settled = exported(await daemon.load(loader))
+    assert settled["runs"] <= first["runs"] + 1
+    # Someone else's edit of a watched file is still a change.
+    mark = daemon.mark()
+    project.write("src/gen/input.txt", "edited")
+    await daemon.changed(loader, since=mark)
+    assert exported(await daemon.load(loader))["runs"] > settled["runs"]

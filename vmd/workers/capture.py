@@ -105,6 +105,8 @@ class Capture:
     def audit(self, event: str, args: tuple[Any, ...]) -> None:
         # Called for every audit event in the process: bail out as early as possible.
         if event != "open" or self.target is None:
+            if event == "os.rename" and self.target is not None:  # os.replace too
+                self._renamed_onto(args[1])
             return
         try:
             path, mode, flags = args
@@ -131,6 +133,15 @@ class Capture:
                 return
             capture[path] = filestate.signature(path)
         except Exception:  # a failing audit hook would fail the user's open()
+            pass
+
+
+    def _renamed_onto(self, dst: Any) -> None:
+        """A file renamed into place (an atomic save) is written, as if opened for writing."""
+        try:
+            if not isinstance(dst, int):
+                self.written.add(os.path.abspath(os.fsdecode(dst)))
+        except Exception:  # a failing audit hook would fail the user's rename
             pass
 
 
@@ -214,3 +225,25 @@ def interpreter_dirs() -> tuple[frozenset[str], frozenset[str]]:
         libs.update(site.getsitepackages())
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, _PACKAGE_DIR}
     return frozenset(map(os.path.realpath, libs)), frozenset(map(os.path.realpath, prefixes))
+
+
+def own_writes(
+    watched: dict[str, filestate.Sig], globs: list[str], written: set[str]
+) -> dict[str, filestate.Sig]:
+    """`watched` (the glob matches and walked folders, as a run's `watch` found them) with what
+    the run itself wrote there taken as it left it: a loader writing into its own watch globs
+    must not run again because of that, let alone forever.
+
+    The files it wrote get their signature now. The folders walked do too (an atomic save of
+    its output adds and removes a temporary entry) if the files matched now are the ones
+    matched before plus ones it wrote: an addition or removal by anyone else is still seen."""
+    files, walked = filestate.expand(globs)
+    out = dict(watched)
+    for path in files:
+        if path in written:
+            out[path] = filestate.signature(path)
+    before = {p for p in watched if p not in walked}
+    now = set(files)
+    if before <= now and now - before <= written:
+        out.update(walked)
+    return out

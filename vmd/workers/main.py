@@ -33,7 +33,7 @@ import msgspec
 from vmd import filestate, globs
 from vmd.context import Context, Event
 from vmd.workers import ipc, locate, modules
-from vmd.workers.capture import Capture, FromSource
+from vmd.workers.capture import Capture, FromSource, own_writes
 from vmd.workers.lifeline import die_with_daemon
 from vmd.workers.locate import ContractError
 
@@ -183,6 +183,8 @@ class _Host:
                 raise ContractError(f"{self.loader} defines no load(ctx) function", 1)
             done.code, done.map = self._check_result(self._call(load, ctx))
             done.ok = True
+            if self.capture.written:
+                done.watched = own_writes(done.watched, done.globs, self.capture.written)
         except BaseException as exc:
             self.capture.target = None
             done.error = self._error_info(exc)
