@@ -39,6 +39,14 @@ class Envelope(msgspec.Struct):
 _envelope = msgspec.json.Decoder(Envelope)
 
 
+def _valid_string(raw: bytes) -> bool:
+    try:
+        msgspec.json.decode(raw, type=str)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return False
+    return True
+
+
 class RpcError(Exception):
     """Raised by a handler: the request is answered with this JSON-RPC error."""
 
@@ -152,7 +160,13 @@ class Rpc:
             # DecodeError: both mean the message is not JSON.
             self.error(b"null", PARSE_ERROR, f"message is not valid JSON: {exc}")
             return None
+        except RecursionError:  # its id cannot be read either
+            self.error(b"null", PARSE_ERROR, "message nests too deep to read")
+            return None
         msg_id = bytes(env.id)
+        if msg_id[:1] == b'"' and not _valid_string(msg_id):  # never echo bytes that are not JSON
+            self.error(b"null", PARSE_ERROR, "id is not a valid JSON string (UTF-8)")
+            return None
         if msg_id and msg_id[:1] not in b'-0123456789"n':
             self.error(b"null", INVALID_REQUEST, "id must be a number, a string or null")
             return None

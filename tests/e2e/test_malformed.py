@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from harness import WAIT, Daemon, Project, eventually
@@ -218,3 +219,46 @@ async def test_invalid_utf8_in_a_request_is_a_parse_error_answered_to_its_id(
     error = await orphan(daemon, 2)
     assert error["error"]["code"] == -32700
     await still_serves(project, daemon)
+
+
+async def test_json_nested_too_deep_is_a_parse_error_and_the_daemon_keeps_answering(
+    project: Project, daemon: Daemon
+) -> None:
+    deep = b"[" * 5000 + b"]" * 5000
+    daemon.send_raw(framed(b'{"jsonrpc":"2.0","id":7,"method":"vmd/load","params":' + deep + b"}"))
+    daemon.send_raw(framed(b'{"jsonrpc":"2.0","id":' + deep + b',"method":"vmd/load"}'))
+    for n in (1, 2):
+        error = await orphan(daemon, n)
+        assert (error["id"], error["error"]["code"]) == (None, -32700)
+    await still_serves(project, daemon)
+
+
+async def test_a_string_id_that_is_not_utf8_is_never_echoed(
+    project: Project, daemon: Daemon
+) -> None:
+    loader = project.write("src/ok.vmd.py", OK)
+    daemon.send_raw(framed(
+        b'{"jsonrpc":"2.0","id":"\xff\xfe","method":"vmd/load","params":{"id":"'
+        + loader.encode() + b'"}}'
+    ))
+    error = await orphan(daemon, 1)  # the harness read it as UTF-8 JSON
+    assert (error["id"], error["error"]["code"]) == (None, -32700)
+    await still_serves(project, daemon)
+
+
+async def test_a_loader_error_naming_a_file_that_is_not_utf8_keeps_its_type_and_line(
+    project: Project, daemon: Daemon
+) -> None:
+    folder = project.path("src/odd")
+    os.makedirs(folder)
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.txt"), "w"):
+        pass
+    loader = project.write(
+        "src/odd.vmd.py",
+        "import os\n\ndef load(ctx):\n"
+        "    (name,) = os.listdir(ctx.path.parent / 'odd')\n"
+        "    raise ValueError(f'cannot read {name}')\n",
+    )
+    error = await daemon.load_error(loader)
+    assert error.message.endswith("ValueError: cannot read caf\\udce9.txt")
+    assert (error.data["file"], error.data["line"]) == (loader, 5)

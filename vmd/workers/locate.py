@@ -64,11 +64,21 @@ def error_info(exc: BaseException, loader: str, is_local: Callable[[str], bool])
     except Exception:  # the loader's exception cannot describe itself: still its error
         text = "<str() of the exception failed>"
     return ipc.ErrorInfo(
-        message=f"{name}: {text}" if text else name,
-        file=file,
+        message=_sendable(f"{name}: {text}" if text else name),
+        file=_sendable(file),
         line=line,
-        traceback=format_exception(exc),
+        traceback=_sendable(format_exception(exc)),
     )
+
+
+def _sendable(text: str) -> str:
+    """`text` with lone surrogates escaped (`\\udcff`): a file name that is not UTF-8, as
+    `os.listdir` gives it, cannot be sent as it is, and the error would be lost with it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def stack(loader: str, is_local: Callable[[str], bool], first: list[int | None]) -> ipc.Stack:
