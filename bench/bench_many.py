@@ -33,7 +33,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.proctree import descendants
+from bench.proctree import descendants, label
 from bench.rpc import Peer, median
 
 LOADER = """\
@@ -51,15 +51,7 @@ def load(ctx):
 
 def _sample_alive(pid: int, stop: threading.Event, peak: list[int]) -> None:
     while not stop.wait(0.005):
-        peak[0] = max(peak[0], sum(1 for p in descendants(pid) if not _is_preloader(p)))
-
-
-def _is_preloader(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip() == "vmd-preloader"
-    except OSError:
-        return False
+        peak[0] = max(peak[0], sum(1 for p in descendants(pid) if label(p, pid) != "preloader"))
 
 
 def _cpu_ms(pid: int) -> float:

@@ -15,12 +15,17 @@ def watched_now(folder: Path) -> tuple[list[str], dict[str, filestate.Sig]]:
     return [pattern], {**{f: filestate.signature(f) for f in files}, **walked}
 
 
+def written_out(folder: Path) -> tuple[Path, list[str], dict[str, filestate.Sig]]:
+    """`out.txt` in `folder`, and the watch of `*.txt` there as a run starting now sees it."""
+    out = folder / "out.txt"
+    out.write_text("old")
+    return out, *watched_now(folder)
+
+
 def test_a_file_the_run_rewrote_and_the_folder_it_saved_through_are_taken_as_left(
     tmp_path: Path,
 ) -> None:
-    out = tmp_path / "out.txt"
-    out.write_text("old")
-    globs, before = watched_now(tmp_path)
+    out, globs, before = written_out(tmp_path)
     (tmp_path / ".tmp").write_text("new")  # an atomic save: the folder's entries change
     (tmp_path / ".tmp").replace(out)
     after = own_writes(before, globs, {str(out)})
@@ -31,9 +36,7 @@ def test_a_file_the_run_rewrote_and_the_folder_it_saved_through_are_taken_as_lef
 def test_a_file_someone_else_added_meanwhile_keeps_the_folder_as_the_run_saw_it(
     tmp_path: Path,
 ) -> None:
-    out = tmp_path / "out.txt"
-    out.write_text("old")
-    globs, before = watched_now(tmp_path)
+    out, globs, before = written_out(tmp_path)
     out.write_text("new")
     (tmp_path / "theirs.txt").write_text("added by another process")
     after = own_writes(before, globs, {str(out)})
