@@ -135,7 +135,6 @@ class Capture:
         except Exception:  # a failing audit hook would fail the user's open()
             pass
 
-
     def _renamed_onto(self, dst: Any) -> None:
         """A file renamed into place (an atomic save) is written, as if opened for writing."""
         try:

@@ -34,7 +34,7 @@ class Generation:
         number: int,
         modules: list[str],
         on_exit: Callable[[Generation], None],
-        on_idle: Callable[[Generation], None] = lambda g: None,
+        on_idle: Callable[[Generation], None],
     ) -> None:
         self.number = number
         self._on_exit = on_exit

@@ -30,11 +30,6 @@ _DEATH_WINDOW = 60.0
 _MAX_ATTEMPTS = 3
 
 
-def _has(generation: Generation, needs: Iterable[str]) -> bool:
-    """Whether `generation` preloaded what of `needs` is worth waiting for: all but the
-    standard library's (a worker imports one it lacks in milliseconds, and a later generation
-    has it once a run reports it), so a loader importing only those forks from any."""
-    return generation.covers.issuperset(n for n in needs if not scan.only_standard([n]))
 
 
 class Preloader:
@@ -69,8 +64,8 @@ class Preloader:
         needs = [n for n in needs if n not in self._excluded]
         self._want(needs)
         ready = self._ready
-        if ready is None or not _has(ready, needs):
-            if not any(_has(g, needs) for g in self._building):
+        if ready is None or not self._has(ready, needs):
+            if not any(self._has(g, needs) for g in self._building):
                 self._schedule(now=True)
         return needs
 
@@ -80,7 +75,7 @@ class Preloader:
         return (
             ready is not None
             and not ready.dead
-            and _has(ready, (n for n in needs if n not in self._excluded))
+            and self._has(ready, needs)
         )
 
     async def fork(self, needs: Iterable[str] = ()) -> PipedProcess | None:
@@ -117,7 +112,7 @@ class Preloader:
         ready = self._ready
         if ready is None or ready.dead or ready.number != number:
             return None
-        return _has(ready, (n for n in needs if n not in self._excluded))
+        return self._has(ready, needs)
 
     async def unchanged(self, number: int) -> bool:
         """Whether a worker forked ahead from generation `number` is as good as one forked
@@ -167,6 +162,15 @@ class Preloader:
     def _all(self) -> set[Generation]:
         return {g for g in (self._ready, *self._building, *self._old) if g is not None}
 
+    def _has(self, generation: Generation, needs: Iterable[str]) -> bool:
+        """Whether `generation` preloaded what of `needs` is worth waiting for: all but the
+        excluded and the standard library's (a worker imports one it lacks in milliseconds,
+        and a later generation has it once a run reports it), so a loader importing only
+        those forks from any."""
+        return generation.covers.issuperset(
+            n for n in needs if n not in self._excluded and not scan.only_standard([n])
+        )
+
     def _want(self, modules: Iterable[str]) -> bool:
         new = [m for m in modules if m not in self._wanted and m not in self._excluded]
         self._wanted.update(dict.fromkeys(new))
@@ -174,10 +178,10 @@ class Preloader:
 
     async def _generation_for(self, needs: list[str]) -> Generation | None:
         ready = self._ready
-        if ready is not None and not ready.dead and _has(ready, needs):
+        if ready is not None and not ready.dead and self._has(ready, needs):
             return ready
         for building in reversed(self._building):  # the newest that has them
-            if _has(building, needs):
+            if self._has(building, needs):
                 try:
                     await asyncio.shield(building.loaded)
                 except Exception:
@@ -265,12 +269,12 @@ class Preloader:
             return
         generation.retiring = True
         self._old.add(generation)
-        if not generation.pending:
-            self._close_later(generation)
+        self._idle(generation)
 
     def _idle(self, generation: Generation) -> None:
-        """Its last fork request or worker is done: a retired generation can go now."""
-        if generation.retiring:
+        """A retired generation goes once its last fork request and worker are done (its
+        workers die with it); the generation calls this when they are."""
+        if generation.retiring and not generation.pending:
             self._close_later(generation)
 
     def _close_later(self, generation: Generation) -> None:
