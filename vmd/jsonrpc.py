@@ -141,6 +141,9 @@ class DaemonConnection:
         finally:
             if self._pending.pop(id, None) is not None:  # no answer came: cancelled
                 self._abandoned.add(id)  # its answer may still come; it is not unexpected
+                if self.closed is None:  # the daemon stops the run nobody else waits for
+                    self._write({"jsonrpc": "2.0", "method": "$/cancelRequest",
+                                 "params": {"id": id}})
 
     def notify(self, method: str, params: Any = None) -> None:
         if self.closed is not None:

@@ -62,6 +62,11 @@ class PyglsBridge:
         self._editor: EditorFeatures | None = None
         self._loading = False
 
+    @property
+    def active(self) -> bool:
+        """Whether pygls is started or on its way (it may have requests to cancel)."""
+        return self._loading or self._server is not None
+
     def changed(self, params: ChangedParams) -> None:
         """A module went stale (after `vmd/changed` was sent): refresh its preview."""
         if self._editor is not None:

@@ -40,6 +40,7 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 SERVER_NOT_INITIALIZED = -32002  # LSP's
+REQUEST_CANCELLED = -32800  # LSP's: answered to a request the client cancelled
 # vmd's, about one module (`data` is a LoaderErrorData): in the implementation-defined range
 # -32099..-32000, avoiding the two LSP reserves there (-32002, and -32001 UnknownErrorCode).
 LOADER_FAILED = -32010

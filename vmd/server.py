@@ -22,6 +22,7 @@ import msgspec
 from vmd import __version__, rpc
 from vmd.diagnostics import Publisher
 from vmd.errors import VmdError
+from vmd.inflight import Inflight
 from vmd.lsp import PyglsBridge
 from vmd.options import parse_options
 from vmd.progress import Busy, Progress
@@ -103,6 +104,7 @@ class VmdServer:
         self.progress = Progress(self.rpc, delay_ms=self.options.progress_delay_ms)
         self._watch_parent = watch_parent
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.inflight = Inflight(self.rpc, lambda ids: _service(self).stop_unwaited(ids))
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -116,7 +118,10 @@ class VmdServer:
                 self.lsp.handle(body)
         elif method == "exit":
             self.rpc.stop("")
-        elif method in ("initialized", "$/cancelRequest", "$/setTrace"):
+        elif method == "$/cancelRequest":
+            if not self.inflight.cancel(env.params) and self.lsp.active:
+                self.lsp.handle(body)  # maybe one of pygls' requests
+        elif method in ("initialized", "$/setTrace"):
             pass
         elif msg_id and method == "initialize":
             self._initialize(msg_id, env.params)
@@ -148,17 +153,16 @@ class VmdServer:
                 self.lsp.handle(body)
             return
         try:
-            reply = handler.handler(self, handler.decode_request(raw))
+            params = handler.decode_request(raw)
+            reply = handler.handler(self, params)
         except RpcError as exc:
             self.rpc.reply(msg_id, exc.reply())
             return
         if isinstance(reply, tuple):
             self.rpc.reply(msg_id, reply)
         else:
-            self.spawn(self._reply_when_done(msg_id, reply))
-
-    async def _reply_when_done(self, msg_id: bytes, reply: Awaitable[Reply]) -> None:
-        self.rpc.reply(msg_id, await reply)
+            ids = params.ids if isinstance(params, LoadManyParams) else [params.id]
+            self.inflight.answer_later(msg_id, reply, ids)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ It owns the store, the worker pool and the watcher, and knows nothing of JSON-RP
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import posixpath
@@ -70,8 +71,10 @@ class Service:
             self.watcher = Watcher(
                 self.on_paths_changed, on_restart=self.recheck_all, roots=self.roots
             )
-        self._runs: dict[str, asyncio.Task[None]] = {}  # id -> its burst of runs under way
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._runs: dict[str, asyncio.Task[bool]] = {}  # id -> its burst of runs under way
+        self._waiters: collections.Counter[str] = collections.Counter()  # id -> loads waiting
+        self._stopped: set[str] = set()  # bursts being stopped: nobody waits for them any more
+        self._tasks: set[asyncio.Task[bool]] = set()
         self._closed = False
 
     async def start(self, early: EarlyProcess | None = None) -> None:
@@ -187,35 +190,64 @@ class Service:
 
     # -- runs ------------------------------------------------------------------------------
 
-    async def _settle(self, id: str) -> None:
-        task = self._runs.get(id)
-        if task is None:
-            self.store.begin(id)
-            task = self._start(id)
-        await asyncio.shield(task)
+    def stop_unwaited(self, ids: Iterable[str]) -> None:
+        """The requests for `ids` were cancelled: stop the runs of those no other load waits
+        for (the next load runs again; see `WorkerPool.stop_run`)."""
+        for id in ids:
+            task = self._runs.get(id)
+            if task is None or self._waiters[id] > 0 or id in self._stopped:
+                continue
+            self._stopped.add(id)
+            self.pool.stop_run(id)
+            task.cancel()
 
-    def _start(self, id: str) -> asyncio.Task[None]:
+    async def _settle(self, id: str) -> None:
+        """Wait for `id`'s burst of runs, counted as waiting for it (a burst stopped because
+        no one else waited is started again for this load)."""
+        self._waiters[id] += 1
+        try:
+            while True:
+                task = self._runs.get(id)
+                if task is None:
+                    self.store.begin(id)
+                    task = self._start(id)
+                if await asyncio.shield(task):
+                    return
+        finally:
+            self._waiters[id] -= 1
+            if self._waiters[id] <= 0:
+                del self._waiters[id]
+
+    def _start(self, id: str) -> asyncio.Task[bool]:
         task = asyncio.get_running_loop().create_task(self._run_burst(id))
         self._runs[id] = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _run_burst(self, id: str) -> None:
-        """Run until the module reflects the final state of its inputs (coalescing a burst)."""
+    async def _run_burst(self, id: str) -> bool:
+        """Run until the module reflects the final state of its inputs (coalescing a burst).
+        False: stopped (`stop_unwaited`); the output stays stale, with what it depended on."""
         store = self.store
+        stopped = False
         try:
             while True:
                 await self._run_once(id)
                 if not store.still_dirty(id):
                     break
+        except asyncio.CancelledError:
+            if id not in self._stopped:
+                raise
+            stopped = True
         except Exception:  # never let one module's bookkeeping kill the daemon
             log.exception("internal error while running %s", id)
         finally:
-            outcome = store.finish(id)
+            self._stopped.discard(id)
+            outcome = store.finish(id, fresh=not stopped)
             del self._runs[id]
             self.notifier.finished(outcome)
             self._update_watch()
+        return not stopped
 
     async def _run_once(self, id: str) -> None:
         run = self.store.take_run(id)

@@ -366,10 +366,11 @@ class Store:
             self._code_changed(rec.loader)  # code the run did not see: a fresh worker
         return bool(changed)
 
-    def finish(self, id: str) -> Outcome:
-        """The burst is over: the output is current until something changes."""
+    def finish(self, id: str, *, fresh: bool = True) -> Outcome:
+        """The burst is over: the output is current until something changes (not `fresh`: it
+        was stopped; the next load runs, and re-checks finds the changes it was for)."""
         rec = self._records[id]
-        rec.fresh = True
+        rec.fresh = fresh
         rec.running = False
         rec.reasons.clear()
         return rec.outcome

@@ -136,9 +136,9 @@ class Daemon:
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def exchange(self, method: str, params: Any = None, *, timeout: float = WAIT,
-                       omit_params: bool = False) -> dict[str, Any]:
-        """Send a request and return the whole response message (result or error)."""
+    def start(self, method: str, params: Any = None, *, omit_params: bool = False
+              ) -> tuple[int, asyncio.Future[dict[str, Any]]]:
+        """Send a request; its id and the future of its whole response message."""
         self._ids += 1
         msg_id = self._ids
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -147,6 +147,12 @@ class Daemon:
         if not omit_params:
             message["params"] = params
         self.send(message)
+        return msg_id, future
+
+    async def exchange(self, method: str, params: Any = None, *, timeout: float = WAIT,
+                       omit_params: bool = False) -> dict[str, Any]:
+        """Send a request and return the whole response message (result or error)."""
+        _, future = self.start(method, params, omit_params=omit_params)
         return await asyncio.wait_for(future, timeout)
 
     async def call(self, method: str, params: Any = None, *, timeout: float = WAIT) -> Any:

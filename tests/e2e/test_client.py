@@ -253,6 +253,34 @@ async def test_closing_fails_requests_in_flight_as_closed_not_as_loader_crashes(
     await closing
 
 
+async def test_a_load_given_up_on_stops_the_run_in_the_daemon(project: Path) -> None:
+    (project / "src" / "slow.vmd.py").write_text(
+        "import os, time\n\ndef load(ctx):\n    print('asleep', os.getpid(), flush=True)\n"
+        "    time.sleep(30)\n    return ''\n"
+    )
+    pids: list[int] = []
+    asleep = asyncio.Event()
+
+    def on_log(params: dict[str, object]) -> None:
+        if "asleep" in (message := str(params["message"])):
+            pids.append(int(message.split()[-1]))
+            asleep.set()
+
+    async with await AsyncClient.start(project, env=ENV, on_log=on_log) as client:
+        pending = asyncio.ensure_future(client.load(str(project / "src" / "slow.vmd.py")))
+        await asyncio.wait_for(asleep.wait(), 10)
+        pending.cancel()  # what a timeout around the call does
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+        for _ in range(200):  # the worker is killed, not left asleep for nobody
+            if not os.path.exists(f"/proc/{pids[0]}"):
+                break
+            await asyncio.sleep(0.05)
+        assert not os.path.exists(f"/proc/{pids[0]}")
+        hello = await client.load(str(project / "src" / "hello.vmd.py"))
+        assert hello.version == 1
+
+
 def test_a_root_that_does_not_exist_yet_prints_no_traceback_and_works_once_it_does(
     tmp_path: Path,
 ) -> None:

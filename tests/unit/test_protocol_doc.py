@@ -41,7 +41,7 @@ def test_every_wire_field_is_documented_with_its_requiredness(name: str) -> None
     "method",
     [
         protocol.LOAD, protocol.LOAD_MANY, protocol.RELOAD, protocol.INVALIDATE,
-        protocol.CHANGED, protocol.BUSY,
+        protocol.CHANGED, protocol.BUSY, "$/cancelRequest",
     ],
 )
 def test_every_method_has_a_section(method: str) -> None:
@@ -50,7 +50,8 @@ def test_every_method_has_a_section(method: str) -> None:
 
 @pytest.mark.parametrize(
     "code",
-    [errors.LOADER_FAILED, errors.LOADER_TIMEOUT, errors.LOADER_CRASHED, errors.REFUSED],
+    [errors.LOADER_FAILED, errors.LOADER_TIMEOUT, errors.LOADER_CRASHED, errors.REFUSED,
+     protocol.REQUEST_CANCELLED],
 )
 def test_every_error_code_is_documented(code: int) -> None:
     assert f"| `{code}` |" in DOC

@@ -10,6 +10,11 @@ from vmd import frames
 from vmd.errors import LoaderCrashed, LoaderTimeout
 from vmd.workers import ipc
 
+# How long a timed-out run may take to say where it is stuck. Its reader thread needs the GIL
+# and a CPU: on a machine whose every core is busy (a build, a CI runner) that took up to
+# ~200 ms, so 150 ms lost the file and line. Only a main thread holding the GIL in C code
+# never answers, and that worker is killed right after anyway.
+STACK_WAIT = 2.0
 
 def timed_out(stack: ipc.Stack | None, loader: str, id: str, timeout_ms: int) -> LoaderTimeout:
     """The error for a run killed after `timeout_ms`; `stack`: where it was, if it said."""

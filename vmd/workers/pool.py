@@ -28,11 +28,6 @@ from vmd.workers.turns import Turns
 
 logger = logging.getLogger(__name__)
 
-# How long a timed-out run may take to say where it is stuck. Its reader thread needs the GIL
-# and a CPU: on a machine whose every core is busy (a build, a CI runner) that took up to
-# ~200 ms, so 150 ms lost the file and line. Only a main thread holding the GIL in C code
-# never answers, and that worker is killed right after anyway.
-_STACK_WAIT = 2.0
 _READY_TIMEOUT = 10.0
 _STOP_GRACE = 1.0  # cleanups get this long after Stop before the group is SIGKILLed
 _REAP_TIMEOUT = 2.0
@@ -130,8 +125,14 @@ class WorkerPool:
                 return done
             # Found dead before the run reached it: not this run's fault, try a fresh one.
             if not worker.retired:
-                self._forget(worker)
-                self._in_background(self._reap(worker))
+                self._forget(worker, reap=True)
+
+    def stop_run(self, id: str) -> None:
+        """No one waits for `id`'s run: kill the worker on it, as a timeout does (only that stops
+        a loader mid-run); runs queued behind go elsewhere. The caller cancels the run's task."""
+        for worker in [w for w in self._live.values() if w.on(id)]:
+            worker.requeue()
+            self._forget(worker, reap=True)
 
     def code_changed(self, loader: str) -> None:
         """The loader or one of its local imports changed: its next run gets a fresh worker
@@ -330,15 +331,8 @@ class WorkerPool:
 
     # -- running ---------------------------------------------------------------------------
 
-    async def _run_on(
-        self,
-        worker: WorkerProcess,
-        loader: str,
-        id: str,
-        query: dict[str, str],
-        events: list[tuple[str, str]],
-        data: Any,
-    ) -> ipc.Done | None:
+    async def _run_on(self, worker: WorkerProcess, loader: str, id: str, query: dict[str, str],
+                      events: list[tuple[str, str]], data: Any) -> ipc.Done | None:
         result = await worker.run(id, query, events, data)
         if not worker.busy:
             self._wake()  # it can be evicted now
@@ -356,26 +350,28 @@ class WorkerPool:
 
     async def _timed_out(self, worker: WorkerProcess, loader: str, id: str) -> LoaderTimeout:
         self._forget(worker)
-        stack = await worker.stack(_STACK_WAIT)
+        stack = await worker.stack(failures.STACK_WAIT)
         await self._reap(worker)
         return failures.timed_out(stack, loader, id, self._timeout_ms)
 
     async def _crashed(self, worker: WorkerProcess, loader: str, id: str) -> LoaderCrashed:
         self._forget(worker)
         await self._reap(worker)  # also drains stderr, so faulthandler's report is complete
-        code = worker.proc.returncode
-        return failures.crashed(code, worker.fault, loader, id, self._locality.is_local)
+        return failures.crashed(worker.proc.returncode, worker.fault, loader, id,
+                                self._locality.is_local)
 
     def _died_idle(self, worker: WorkerProcess) -> None:
         """Died with no run in flight (a setup thread crashed it, or it was killed)."""
         self._supply.forget(worker)
-        self._forget(worker)
-        self._in_background(self._reap(worker))
+        self._forget(worker, reap=True)
 
-    def _forget(self, worker: WorkerProcess) -> None:
+    def _forget(self, worker: WorkerProcess, *, reap: bool = False) -> None:
+        """It takes no more runs (`reap`: and is killed and reaped, in the background)."""
         worker.retired = True
         if self._workers.get(worker.loader) is worker:
             del self._workers[worker.loader]
+        if reap:
+            self._in_background(self._reap(worker))
 
     # -- stopping --------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ class WorkerProcess:
         # Runs sent and not yet answered, oldest first. Runs are pipelined: the worker queues
         # them and answers in order, so one loader's many ids (a build) pay no round trip each.
         self.inflight: dict[int, asyncio.Future[ipc.Done | Outcome]] = {}
+        self._ids: dict[int, str] = {}  # seq -> the module id it runs
         self._seq = 0
         # The run the worker is on (the oldest unanswered) and its timeout: a queued run's
         # clock starts when it reaches the front. One timer per run, no waiting task.
@@ -82,6 +83,10 @@ class WorkerProcess:
     @property
     def busy(self) -> bool:
         return bool(self.inflight)
+
+    def on(self, id: str) -> bool:
+        """Whether the run the worker is on now is `id`'s."""
+        return self.front is not None and self._ids.get(self.front) == id
 
     @property
     def used(self) -> bool:
@@ -125,10 +130,12 @@ class WorkerProcess:
             return REQUEUE
         future: asyncio.Future[ipc.Done | Outcome] = asyncio.get_running_loop().create_future()
         self.inflight[seq] = future
+        self._ids[seq] = id
         self._advance()
         try:
             return await future
         finally:
+            del self._ids[seq]
             if self.inflight.pop(seq, None) is not None:
                 self._advance()  # cancelled: the runs behind stop waiting for this one
 
