@@ -8,6 +8,7 @@ write, and so the protocol stream can be moved off file descriptor 1 before anyt
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import stat
@@ -17,6 +18,11 @@ from collections.abc import Callable
 log = logging.getLogger("vmd.transport")
 
 _MAX_HEADER = 8192
+# Output the client has not read yet, past which no more requests are read (back-pressure: a
+# client pipelining requests without reading answers blocks on its own writes instead of
+# growing the daemon), and below which reading starts again.
+OUTPUT_HIGH = 64 << 20
+OUTPUT_LOW = 16 << 20
 
 
 class FrameError(ValueError):
@@ -120,6 +126,17 @@ class _FileWriter:
         return 0
 
 
+class _Writer(asyncio.Protocol):
+    def __init__(self, conn: ClientConnection) -> None:
+        self._conn = conn
+
+    def resume_writing(self) -> None:
+        self._conn._drained()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._conn._drained()  # the output is gone: nothing waits for the client any more
+
+
 class _Reader(asyncio.Protocol):
     def __init__(self, conn: ClientConnection) -> None:
         self._conn = conn
@@ -139,7 +156,9 @@ class ClientConnection:
     """The daemon's end of its client's stdio: reads framed messages from `in_fd`, writes
     framed messages to `out_fd`. (A client's end of a daemon is `jsonrpc.DaemonConnection`.)
 
-    Writes made during one read burst are joined into a single write.
+    Writes made during one read burst are joined into a single write. Messages are handled
+    one at a time while less than `OUTPUT_HIGH` bytes of output wait for the client; past that,
+    the rest wait and nothing more is read until the client has caught up to `OUTPUT_LOW`.
     """
 
     def __init__(
@@ -154,7 +173,13 @@ class ClientConnection:
         self._framer = Framer()
         self._out: asyncio.WriteTransport | _FileWriter | None = None
         self._pending: list[bytes] = []
+        self._pending_size = 0
         self._flush_scheduled = False
+        self._inbox: collections.deque[bytes] = collections.deque()  # read, not yet handled
+        self._input: asyncio.ReadTransport | None = None
+        self._may_read = threading.Event()  # cleared while the output is backed up
+        self._may_read.set()
+        self._input_ended = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
         self._closed_once = False
@@ -164,18 +189,22 @@ class ClientConnection:
         self._thread = threading.get_ident()
         if _pollable(out_fd):
             wfile = os.fdopen(out_fd, "wb", buffering=0, closefd=False)
-            self._out, _ = await loop.connect_write_pipe(asyncio.Protocol, wfile)
+            self._out, _ = await loop.connect_write_pipe(lambda: _Writer(self), wfile)
+            # asyncio calls resume_writing once the buffer is down to `low`, but only if it
+            # went past `high`: past OUTPUT_LOW, so it does whenever reading was paused.
+            self._out.set_write_buffer_limits(high=OUTPUT_LOW, low=OUTPUT_LOW)
         else:  # a regular file (output kept for reading later): asyncio cannot poll it
             self._out = _FileWriter(out_fd)
         if _pollable(in_fd):
             rfile = os.fdopen(in_fd, "rb", buffering=0, closefd=False)
-            await loop.connect_read_pipe(lambda: _Reader(self), rfile)
+            self._input, _ = await loop.connect_read_pipe(lambda: _Reader(self), rfile)
         else:  # a regular file (scripted input): asyncio cannot poll it
             threading.Thread(target=self._read_blocking, args=(in_fd,), daemon=True).start()
 
     def _read_blocking(self, fd: int) -> None:
         assert self._loop is not None
         while True:
+            self._may_read.wait()
             data = os.read(fd, 1 << 16)
             if not data:
                 self._loop.call_soon_threadsafe(self._closed)
@@ -186,10 +215,47 @@ class ClientConnection:
         bodies, errors = self._framer.feed(data)
         for error in errors:
             self._on_frame_error(error)
-        if bodies:
-            self._on_messages(bodies)
+        self._inbox.extend(bodies)
+        self._handle_inbox()
+
+    def _handle_inbox(self) -> None:
+        """Handle what was read, one message at a time, until the output backs up."""
+        inbox = self._inbox
+        while inbox:
+            if self._backed_up(OUTPUT_HIGH):
+                self._pause()
+                return
+            self._on_messages([inbox.popleft()])
+        if self._input_ended:
+            self._end()
+
+    def _backed_up(self, limit: int) -> bool:
+        out = self._out
+        if out is None or out.is_closing():
+            return False
+        return self._pending_size + out.get_write_buffer_size() >= limit
+
+    def _pause(self) -> None:
+        if self._may_read.is_set():
+            self._may_read.clear()
+            if self._input is not None:
+                self._input.pause_reading()
+
+    def _drained(self) -> None:
+        """The client has read enough of the output: handle and read again."""
+        if self._may_read.is_set() or self._backed_up(OUTPUT_LOW + 1):
+            return
+        self._may_read.set()
+        if self._input is not None and not self._input_ended:
+            self._input.resume_reading()
+        self._handle_inbox()
 
     def _closed(self) -> None:
+        self._input_ended = True
+        if not self._inbox:  # else once what was read before the end is handled
+            self._end()
+
+    def _end(self) -> None:
         if not self._closed_once:
             self._closed_once = True
             if unfinished := self._framer.unfinished():
@@ -206,6 +272,7 @@ class ClientConnection:
             self._loop.call_soon_threadsafe(self.write, data)
             return
         self._pending.append(data)
+        self._pending_size += len(data)
         if not self._flush_scheduled and self._loop is not None:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
@@ -215,6 +282,9 @@ class ClientConnection:
         if self._pending and self._out is not None and not self._out.is_closing():
             self._out.write(b"".join(self._pending))
         self._pending.clear()
+        self._pending_size = 0
+        if not self._may_read.is_set():
+            self._drained()  # written through at once: no resume_writing will come
 
     def close(self) -> None:
         """pygls calls this on `exit`; the daemon closes the pipe itself when it stops."""
