@@ -144,7 +144,7 @@ class EditorFeatures:
 
     def finished(self, outcome: Outcome) -> None:
         """A run ended: a first run of a new id adds a code lens to its loader."""
-        if outcome.version == 1 and self._supports("workspace", "codeLens", "refreshSupport"):
+        if outcome.first and self._supports("workspace", "codeLens", "refreshSupport"):
             self._fire("workspace/codeLens/refresh", None)
 
     # -- handlers --------------------------------------------------------------------------

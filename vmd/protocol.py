@@ -191,6 +191,7 @@ class InitializationOptions(Message, kw_only=True):
     include: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_INCLUDE))
     timeout_ms: int = 30000
     max_workers: int = 8
+    max_query_ids: int = 5000
     progress_delay_ms: int = 500
     preload: bool = True
 

@@ -14,7 +14,7 @@ from typing import Any
 from vmd import globs
 from vmd.confine import ModuleId
 from vmd.errors import VmdError
-from vmd.filestate import Sig
+from vmd.filestate import FileState, Sig
 from vmd.protocol import ChangedParams, ChangeReason, EventType, FileEvent, LoadResult
 
 # When several reasons made a module stale, the notification names the strongest.
@@ -39,6 +39,7 @@ class Outcome:
     result: LoadResult | None = None
     encoded: bytes | None = None
     error: VmdError | None = None
+    first: bool = False  # the output of the id's first run (a new module)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ class Record:
     dirty: bool = False  # something changed while a run was under way
     running: bool = False  # a run (or a burst of runs) is under way
     just_confined: bool = False
+    first: int = 1  # the version of its first run (above any forgotten id's, see `Table`)
 
     @property
     def id(self) -> str:
@@ -143,6 +145,19 @@ class Record:
             return None
         kind: EventType = "add" if before is None else "unlink" if now is None else "change"
         return FileEvent(type=kind, path=path)
+
+    def glob_diff(self, files: FileState) -> list[FileEvent]:
+        """Files the `watch` globs match now that the last run did not see, and those gone."""
+        now = set(files.expand(self.globs)[0])
+        events = [FileEvent(type="add", path=p) for p in sorted(now - self.watched_files)]
+        events += [FileEvent(type="unlink", path=p) for p in sorted(self.watched_files - now)]
+        return events
+
+    def glob_dirs(self, files: FileState) -> list[str]:
+        """Existing folders the `watch` globs look in (`LoadResult.watch_dirs`): the literal
+        base of each glob that has wildcards (a plain path is a file, listed in watch_files)."""
+        out = {globs.split(p)[0] for p in self.globs if globs.has_magic(p)}
+        return sorted(d for d in out if files.is_dir(d))
 
 
 class Index:

@@ -35,7 +35,8 @@ class Notifier(Protocol):
 
     def changed(self, params: ChangedParams) -> None: ...
 
-    def finished(self, outcome: Outcome) -> None: ...
+    def finished(self, outcome: Outcome) -> None:
+        """A run ended, or a module was forgotten (an outcome with neither result nor error)."""
 
     def log(self, text: str) -> None: ...
 
@@ -65,7 +66,8 @@ class Service:
             on_reload=self._on_worker_reload,
         )
         # The pool alone decides what a code change means for its processes.
-        self.store = Store(on_code_changed=self.pool.code_changed)
+        self.store = Store(on_code_changed=self.pool.code_changed,
+                           max_query_ids=options.max_query_ids)
         self.watcher: Watcher | None = None
         if options.mode == "serve":
             self.watcher = Watcher(
@@ -130,10 +132,12 @@ class Service:
         store = self.store
         if id not in store:
             store.add(parse_id(id, self.roots, self.options.include, confined))
+            self._forget_beyond(id)
             self._apply(store.recheck_siblings(id, notify=self.watcher is not None))
         elif store.running(id):
             store.mark_dirty(id)
         else:
+            store.touch(id)
             # In build mode nothing is watched and nobody awaits hot updates: a change found by
             # this re-check only makes the load that found it re-run, silently.
             self._apply([store.recheck(id, notify=self.watcher is not None)])
@@ -146,6 +150,8 @@ class Service:
         store = self.store
         if id not in store:
             store.add(parse_id(id, self.roots, self.options.include))
+            self._forget_beyond(id)
+        store.touch(id)
         self._apply([store.reload(id, data, notify=store.version(id) > 0)])
         await self._settle(id)
         return _raise_error(store.outcome(id))
@@ -157,6 +163,24 @@ class Service:
         ids, marks = self.store.invalidate(id=id, path=path)
         self._apply(marks)
         return ids
+
+    def _forget_beyond(self, new: str) -> None:
+        """Beyond `maxQueryIds` ids with a query, forget the least recently loaded that no one
+        waits for: clients hear they are invalidated, their workers drop their instances."""
+        gone = self.store.forget_beyond(lambda id: id == new or self._waiters[id] > 0)
+        of_loader: dict[str, list[str]] = {}
+        for outcome in gone:
+            if outcome.result is not None or outcome.error is not None:
+                self.notifier.changed(
+                    ChangedParams(id=outcome.id, version=outcome.version, reason="invalidate"))
+            # No output any more: the editor drops what it showed of it (a loader error).
+            self.notifier.finished(Outcome(id=outcome.id, loader=outcome.loader,
+                                           version=outcome.version))
+            of_loader.setdefault(outcome.loader, []).append(outcome.id)
+        for loader, ids in of_loader.items():
+            self.pool.forget(loader, ids)
+        if gone:
+            self._update_watch()
 
     # -- change detection ------------------------------------------------------------------
 

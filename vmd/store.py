@@ -18,12 +18,12 @@ from typing import Any
 
 import msgspec
 
-from vmd import globs
 from vmd.confine import ModuleId
 from vmd.errors import VmdError
 from vmd.filestate import DISK, FileState, Sig
 from vmd.protocol import ChangedParams, ChangeReason, FileEvent, LoadResult
 from vmd.record import Index, Mark, Outcome, Record, RunInput, rank
+from vmd.table import Table
 from vmd.workers.ipc import Done
 
 __all__ = ["Mark", "Outcome", "RunInput", "Store"]
@@ -38,11 +38,11 @@ class Store:
         self,
         files: FileState = DISK,
         on_code_changed: Callable[[str], None] = lambda loader: None,
+        max_query_ids: int = 0,
     ) -> None:
         self.files = files
         self._on_code_changed = on_code_changed
-        self._records: dict[str, Record] = {}
-        self._of_loader: dict[str, list[Record]] = {}  # loader real path -> its records
+        self._records = Table(max_query_ids)
         self._index = Index()
 
     # -- reading -----------------------------------------------------------------------------
@@ -66,6 +66,7 @@ class Store:
         rec = self._records.get(id)
         if rec is None or not rec.fresh or rec.running:
             return None
+        self._records.touch(id)
         encoded = rec.outcome.encoded
         if encoded is None:
             return None
@@ -94,7 +95,7 @@ class Store:
 
     def ids_of(self, loader: str) -> list[str]:
         """The ids of every module of the loader at real path `loader`."""
-        return [r.id for r in self._of_loader.get(loader, ())]
+        return [r.id for r in self._records.of_loader(loader)]
 
     def ids(self) -> list[str]:
         return list(self._records)
@@ -109,9 +110,20 @@ class Store:
     def add(self, mid: ModuleId) -> None:
         """A module first asked for; `mid` was confined just now, so its first run may use it."""
         if mid.id not in self._records:
-            rec = Record(mid, Outcome(id=mid.id, loader=mid.real), just_confined=True)
-            self._records[mid.id] = rec
-            self._of_loader.setdefault(rec.loader, []).append(rec)
+            self._records.add(mid)
+
+    def touch(self, id: str) -> None:
+        """`id` was asked for: the last to forget (see `forget_beyond`)."""
+        self._records.touch(id)
+
+    def forget_beyond(self, keep: Callable[[str], bool]) -> list[Outcome]:
+        """Forget the least recently loaded ids with a query beyond `max_query_ids`, but not
+        those running or to `keep`: their memory is given back, and a later load of one runs
+        it as new. Returns their last outcomes."""
+        gone = self._records.forget_beyond(lambda rec: rec.running or keep(rec.id))
+        for rec in gone:
+            self._index.remove(rec)
+        return [rec.outcome for rec in gone]
 
     def mark_dirty(self, id: str) -> None:
         """A load arrived while a run is under way: once it ends, compare with what it saw (see
@@ -137,7 +149,7 @@ class Store:
                     self._code_changed(rec.loader)
                 recs.append(rec)
             real = self.files.realpath(path)
-            for rec in list(self._of_loader.get(real, ())):
+            for rec in self._records.of_loader(real):
                 self._code_changed(rec.loader)
                 recs.append(rec)
         out: list[str] = []
@@ -180,7 +192,7 @@ class Store:
                 if rec.is_walked_folder(path):
                     rediff.add(rec)
         for rec in rediff:
-            events = self._glob_diff(rec)
+            events = rec.glob_diff(self.files)
             if events:
                 reasons, evs = per_record.setdefault(rec, (set(), []))
                 reasons.add("watch")
@@ -202,7 +214,7 @@ class Store:
         events: list[FileEvent] = []
         reason: ChangeReason = "watch"
         folders = [p for p in changed if rec.is_walked_folder(p)]
-        diff = self._glob_diff(rec) if folders else []
+        diff = rec.glob_diff(self.files) if folders else []
         if len(folders) == len(changed) and not diff:
             # Only a folder a glob walks changed (an editor's temporary file came and went, a
             # file the globs do not match): nothing the loader sees did. Remember the folder
@@ -227,7 +239,7 @@ class Store:
         run in, so code they imported that changed unreported (the watcher lags) makes them
         stale and that worker outdated, or the new module would run the old code."""
         rec = self._records[id]
-        others = [r for r in self._of_loader[rec.loader] if r is not rec]
+        others = [r for r in self._records.of_loader(rec.loader) if r is not rec]
         seen: dict[str, Sig] = {}
         for other in others:
             if other.fresh:
@@ -241,7 +253,7 @@ class Store:
     def recheck_all(self) -> list[Mark]:
         """Re-check every module that has run and is not running (after a watcher restart)."""
         marks: list[Mark] = []
-        for rec in list(self._records.values()):
+        for rec in self._records.values():
             if rec.version > 0 and not rec.running:
                 mark = self.recheck(rec.id)
                 if mark is not None:
@@ -342,12 +354,13 @@ class Store:
                 version=version,
                 watch_files=sorted(rec.watched_files),
                 dependencies=rec.dependency_paths(),
-                watch_dirs=self._glob_dirs(rec),
+                watch_dirs=rec.glob_dirs(self.files),
             )
             rec.outcome = Outcome(id=rec.id, loader=rec.loader, version=version, result=result,
-                                  encoded=_encoder.encode(result))
+                                  encoded=_encoder.encode(result), first=version == rec.first)
         else:
-            rec.outcome = Outcome(id=rec.id, loader=rec.loader, version=version, error=error)
+            rec.outcome = Outcome(id=rec.id, loader=rec.loader, version=version, error=error,
+                                  first=version == rec.first)
         self._index.add(rec)
 
     def still_dirty(self, id: str) -> bool:
@@ -395,16 +408,3 @@ class Store:
         """Dependencies whose signature differs from what the last run saw."""
         sig = self.files.signature
         return [path for table in rec.tables() for path, seen in table.items() if sig(path) != seen]
-
-    def _glob_diff(self, rec: Record) -> list[FileEvent]:
-        files, _ = self.files.expand(rec.globs)
-        now = set(files)
-        events = [FileEvent(type="add", path=p) for p in sorted(now - rec.watched_files)]
-        events += [FileEvent(type="unlink", path=p) for p in sorted(rec.watched_files - now)]
-        return events
-
-    def _glob_dirs(self, rec: Record) -> list[str]:
-        """Existing folders the `watch` globs look in (`LoadResult.watch_dirs`): the literal
-        base of each glob that has wildcards (a plain path is a file, listed in watch_files)."""
-        out = {globs.split(p)[0] for p in rec.globs if globs.has_magic(p)}
-        return sorted(d for d in out if self.files.is_dir(d))

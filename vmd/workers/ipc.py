@@ -43,6 +43,12 @@ class Run(_Msg, tag="run"):
     data: Any = None
 
 
+class Forget(_Msg, tag="forget"):
+    """The daemon forgot these modules: drop their instances (running their cleanups)."""
+
+    ids: list[str]
+
+
 class Stop(_Msg, tag="stop"):
     """Run every instance's cleanup, then exit."""
 
@@ -109,7 +115,7 @@ class Stopped(_Msg, tag="stopped"):
     """Answer to Stop: every cleanup ran; the process exits now."""
 
 
-ToWorker = Assign | Run | Stop | Dump
+ToWorker = Assign | Run | Forget | Stop | Dump
 FromWorker = Ready | Done | ReloadRequest | Stack | Stopped
 
 

@@ -137,6 +137,9 @@ class _Host:
                     import traceback
 
                     traceback.print_exc()
+            elif isinstance(msg, ipc.Forget):
+                for id in msg.ids:
+                    self._discard(id)
             elif isinstance(msg, ipc.Stop):
                 for id in list(self._instances):
                     self._discard(id)

@@ -134,6 +134,11 @@ class WorkerPool:
             worker.requeue()
             self._forget(worker, reap=True)
 
+    def forget(self, loader: str, ids: list[str]) -> None:
+        """The daemon forgot `ids` of `loader`: its worker drops their instances (cleanups run)."""
+        if (worker := self._workers.get(loader)) is not None and worker.usable:
+            worker.send(ipc.Forget(ids=ids))
+
     def code_changed(self, loader: str) -> None:
         """The loader or one of its local imports changed: its next run gets a fresh worker
         (the one it has finishes what it is running, on the code it imported)."""
@@ -291,9 +296,7 @@ class WorkerPool:
         One not sent a run yet is not idle: its runs, woken by its assignment, are about to."""
         for loader, worker in self._workers.items():
             if worker.used and not worker.busy:
-                del self._workers[loader]
-                worker.retired = True
-                self._in_background(self._retire(worker))
+                self._retire_for(loader)  # leaves the loop at once: the dict changed
                 return True
         return False
 

@@ -140,6 +140,7 @@ export interface InitializationOptions {
   include?: string[]
   timeoutMs?: number
   maxWorkers?: number
+  maxQueryIds?: number
   progressDelayMs?: number
   preload?: boolean
 }
