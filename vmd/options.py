@@ -44,6 +44,10 @@ def parse_options(raw: Any) -> tuple[InitializationOptions, list[str]]:
     if options.max_workers < 1:
         warnings.append("initializationOptions.maxWorkers must be at least 1; using 8")
         options.max_workers = 8
+    if options.memory_limit_mb is not None and options.memory_limit_mb < 0:
+        warnings.append("initializationOptions.memoryLimitMb must be 0 (no limit) or more; "
+                        "using a quarter of the machine's memory")
+        options.memory_limit_mb = None
     if options.max_query_ids < 0:
         warnings.append("initializationOptions.maxQueryIds must be 0 (no bound) or more; "
                         "using 5000")

@@ -192,6 +192,7 @@ class InitializationOptions(Message, kw_only=True):
     timeout_ms: int = 30000
     max_workers: int = 8
     max_query_ids: int = 5000
+    memory_limit_mb: int | None = None
     progress_delay_ms: int = 500
     preload: bool = True
 

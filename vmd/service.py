@@ -22,6 +22,7 @@ from vmd.paths import relative_to_root
 from vmd.protocol import ChangedParams, InitializationOptions
 from vmd.store import Mark, Outcome, Store
 from vmd.watch import Watcher
+from vmd.workers import memory
 from vmd.workers.ipc import Done
 from vmd.workers.pool import WorkerPool
 from vmd.workers.reaper import is_subreaper
@@ -47,6 +48,12 @@ def preloading(options: InitializationOptions) -> bool:
     return options.preload and os.environ.get("VMD_PRELOAD", "1") != "0" and is_subreaper()
 
 
+def memory_limit_mb(options: InitializationOptions) -> int:
+    """Each worker's memory limit (0: none): the option, or a share of the machine's memory."""
+    limit = options.memory_limit_mb
+    return memory.default_limit_mb() if limit is None else limit
+
+
 class Service:
     """Module state, runs and invalidation for one workspace."""
 
@@ -62,6 +69,7 @@ class Service:
             timeout_ms=options.timeout_ms,
             max_workers=options.max_workers,
             preload=preloading(options),
+            memory_limit_mb=memory_limit_mb(options),
             on_log=self._on_worker_log,
             on_reload=self._on_worker_reload,
         )

@@ -30,6 +30,7 @@ class Assign(_Msg, tag="assign"):
     roots: list[str]
     loader: str
     mode: Literal["serve", "build"] = "serve"
+    memory_limit_mb: int = 0  # the process's data size limit (RLIMIT_DATA); 0: none
 
 
 class Run(_Msg, tag="run"):
@@ -94,6 +95,7 @@ class Done(_Msg, tag="done"):
     data_deps: dict[str, Sig] = {}  # files read by watch/load; None = tried but missing
     # Modules from outside the project first imported by this run (what a preloader may import).
     modules: list[str] = []
+    out_of_memory: bool = False  # the run met the memory limit: replace this process
 
 
 class ReloadRequest(_Msg, tag="reload"):

@@ -32,7 +32,7 @@ import msgspec
 
 from vmd import filestate, globs
 from vmd.context import Context, Event
-from vmd.workers import ipc, locate, modules
+from vmd.workers import ipc, locate, memory, modules
 from vmd.workers.capture import Capture, FromSource, own_writes
 from vmd.workers.lifeline import die_with_daemon
 from vmd.workers.locate import ContractError
@@ -67,6 +67,7 @@ class _Host:
         self.loader = ""
         self.folder = ""
         self.mode: Any = "serve"
+        self.memory_limit_mb = 0
         self._module: ModuleType | None = None
         self._imports = 0
         self._instances: dict[str, _Instance] = {}
@@ -153,9 +154,10 @@ class _Host:
         self.loader = os.path.abspath(msg.loader)
         self.folder = os.path.dirname(self.loader)
         self.mode = msg.mode
+        self.memory_limit_mb = msg.memory_limit_mb
+        memory.apply(msg.memory_limit_mb)
         self.capture.configure(msg.roots)
-        front = [self.folder, *(os.path.abspath(r) for r in msg.roots)]
-        front = list(dict.fromkeys(front))
+        front = list(dict.fromkeys([self.folder, *(os.path.abspath(r) for r in msg.roots)]))
         sys.path[:] = front + [p for p in sys.path if p not in front]
         if msg.roots:
             os.chdir(msg.roots[0])
@@ -190,7 +192,12 @@ class _Host:
                 done.watched = own_writes(done.watched, done.globs, self.capture.written)
         except BaseException as exc:
             self.capture.target = None
-            done.error = self._error_info(exc)
+            if isinstance(exc, MemoryError) and self.memory_limit_mb > 0:
+                done.out_of_memory = True  # the daemon replaces this process after the run
+                done.error = memory.error_info(exc, self._error_info, self.loader,
+                                               self.memory_limit_mb)
+            else:
+                done.error = self._error_info(exc)
         finally:
             self.capture.target = None
             flush()

@@ -39,13 +39,7 @@ class WorkerPool:
     (plus unassigned spares). `timeout_ms <= 0` means no timeout. `max_starts`: how many
     processes may start at once (default: the CPUs this process may use). `preload`: fork
     workers from a preloader (`vmd.workers.preload`); this process must be a child subreaper.
-
-    Example:
-        >>> pool = WorkerPool(roots=["/proj"], mode="serve", timeout_ms=30_000, max_workers=8,
-        ...                   on_log=print, on_reload=lambda id, data: None)
-        >>> await pool.start()
-        >>> done = await pool.run("/proj/users.vmd.py", "/proj/users.vmd.py", {}, [], None)
-        >>> done.ok, done.code
+    `memory_limit_mb`: each worker's data size limit (`memoryLimitMb`; 0: none).
     """
 
     def __init__(
@@ -59,6 +53,7 @@ class WorkerPool:
         on_reload: Callable[[str, Any], None],
         max_starts: int | None = None,
         preload: bool = False,
+        memory_limit_mb: int = 0,
     ) -> None:
         self._roots = list(roots)
         self._cwd = roots[0] if roots else None  # no root: where the daemon runs
@@ -66,6 +61,7 @@ class WorkerPool:
         self._mode: Any = mode
         self._timeout_ms = timeout_ms
         self._max_workers = max(1, max_workers)
+        self._memory_limit_mb = memory_limit_mb
         self._on_log = on_log
         self._on_reload = on_reload
         # loader path -> its worker, least recently used first (eviction order).
@@ -241,7 +237,8 @@ class WorkerPool:
         if (stopping := self._stopping.pop(loader, None)) is not None:
             await asyncio.wait([stopping])  # the old one's cleanups ran (replace logs errors)
         worker.loader = loader
-        worker.send(ipc.Assign(roots=self._roots, loader=loader, mode=self._mode))
+        worker.send(ipc.Assign(roots=self._roots, loader=loader, mode=self._mode,
+                               memory_limit_mb=self._memory_limit_mb))
         self._workers[loader] = worker
         return worker
 
@@ -343,6 +340,8 @@ class WorkerPool:
             return None
         if isinstance(result, ipc.Done) and result.modules and self._preloader is not None:
             self._preloader.learn(result.modules)
+        if isinstance(result, ipc.Done) and result.out_of_memory:
+            self._outdated.add(loader)  # what it holds is unknown: the next run gets a fresh one
         if isinstance(result, Outcome):
             # Everything queued behind goes to a fresh worker, not to this one's fate.
             worker.requeue()

@@ -141,6 +141,7 @@ export interface InitializationOptions {
   timeoutMs?: number
   maxWorkers?: number
   maxQueryIds?: number
+  memoryLimitMb?: number | null
   progressDelayMs?: number
   preload?: boolean
 }
