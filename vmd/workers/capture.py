@@ -22,6 +22,7 @@ from vmd.paths import native_is_under
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # vmd/
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC
 _WRITE_MODES = frozenset("wax+")
+_SQLITE_FILES = ("-wal", "-shm", "-journal")  # what SQLite keeps next to a database
 
 
 class Locality:
@@ -59,7 +60,39 @@ class Capture:
         # Files opened for writing since the last Run started: a file the loader writes is its
         # output, not its input (reading it back must not make every run stale the next).
         self.written: set[str] = set()
+        # Databases sqlite3 connected to since the last Run started -> the table they went in.
+        self.databases: dict[str, dict[str, filestate.Sig]] = {}
         self._installed = False
+
+    def begin_run(self) -> None:
+        """A Run starts: what it writes and connects to is its own from now on."""
+        self.written = set()
+        self.databases = {}
+
+    def own_effects(
+        self, watched: dict[str, filestate.Sig], globs: list[str]
+    ) -> dict[str, filestate.Sig]:
+        """After a run: what it did to its own inputs taken as it left them (see `own_writes`,
+        `settle_databases`), so they do not make it run again."""
+        watched = self.settle_databases(watched)
+        return own_writes(watched, globs, self.written) if self.written else watched
+
+    def settle_databases(self, watched: dict[str, filestate.Sig]) -> dict[str, filestate.Sig]:
+        """The databases the run connected to, as it left them. SQLite changes them from C code
+        the audit hook cannot see: a reader creates the write-ahead log and touches the shared
+        memory file, the last connection to close checkpoints the log into the database and
+        deletes it, and a loader may write. Another process's commits later change the
+        database or its log, and are seen."""
+        if not self.databases:
+            return watched
+        out = dict(watched)
+        for path, table in self.databases.items():
+            for dep in (path, path + "-wal"):
+                table[dep] = filestate.signature(dep)
+            for dep in (path, *(path + s for s in _SQLITE_FILES)):
+                if dep in out:  # watched by the loader's own globs (`app.db*`)
+                    out[dep] = filestate.signature(dep)
+        return out
 
     def configure(self, roots: list[str]) -> None:
         """Set the workspace roots that decide what is project code."""
@@ -107,6 +140,8 @@ class Capture:
         if event != "open" or self.target is None:
             if event == "os.rename" and self.target is not None:  # os.replace too
                 self._renamed_onto(args[1])
+            elif event == "sqlite3.connect" and self.target is not None:
+                self._connected(args[0])
             return
         try:
             path, mode, flags = args
@@ -133,6 +168,21 @@ class Capture:
                 return
             capture[path] = filestate.signature(path)
         except Exception:  # a failing audit hook would fail the user's open()
+            pass
+
+    def _connected(self, database: Any) -> None:
+        """sqlite3 opened `database` (from C: no `open` event): the loader depends on it and on
+        its write-ahead log, in whatever journal mode; never on the shared memory file, which
+        every read touches."""
+        try:
+            path = database_path(database)
+            if path is None or not self.is_local(path) or self.target is None:
+                return
+            self.databases[path] = self.target
+            for dep in (path, path + "-wal"):
+                if dep not in self.target and dep not in self.code_deps:
+                    self.target[dep] = filestate.signature(dep)
+        except Exception:  # a failing audit hook would fail the user's connect()
             pass
 
     def _renamed_onto(self, dst: Any) -> None:
@@ -224,6 +274,25 @@ def interpreter_dirs() -> tuple[frozenset[str], frozenset[str]]:
         libs.update(site.getsitepackages())
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, _PACKAGE_DIR}
     return frozenset(map(os.path.realpath, libs)), frozenset(map(os.path.realpath, prefixes))
+
+
+def database_path(database: Any) -> str | None:
+    """The absolute file of a `sqlite3.connect` argument: a path or a `file:` URI; None for an
+    in-memory or temporary database."""
+    import urllib.parse
+
+    name = os.fsdecode(database) if not isinstance(database, int) else ""
+    if name.startswith("file:"):
+        parsed = urllib.parse.urlsplit(name)
+        if parsed.netloc not in ("", "localhost"):
+            return None
+        query = urllib.parse.parse_qs(parsed.query)
+        if query.get("mode") == ["memory"]:
+            return None
+        name = urllib.parse.unquote(parsed.path)
+    if name in ("", ":memory:"):
+        return None
+    return os.path.abspath(name)
 
 
 def own_writes(

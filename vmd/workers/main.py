@@ -33,7 +33,7 @@ import msgspec
 from vmd import filestate, globs
 from vmd.context import Context, Event
 from vmd.workers import ipc, locate, memory, modules
-from vmd.workers.capture import Capture, FromSource, own_writes
+from vmd.workers.capture import Capture, FromSource
 from vmd.workers.lifeline import die_with_daemon
 from vmd.workers.locate import ContractError
 
@@ -167,7 +167,7 @@ class _Host:
     # -- running ----------------------------------------------------------------------------
 
     def _run(self, msg: ipc.Run) -> ipc.Done:
-        self.capture.written = set()
+        self.capture.begin_run()
         run_deps: dict[str, filestate.Sig] = {}
         setup_deps: dict[str, filestate.Sig] = {}
         done = ipc.Done(seq=msg.seq, ok=False)
@@ -188,8 +188,6 @@ class _Host:
                 raise ContractError(f"{self.loader} defines no load(ctx) function", 1)
             done.code, done.map = self._check_result(self._call(load, ctx))
             done.ok = True
-            if self.capture.written:
-                done.watched = own_writes(done.watched, done.globs, self.capture.written)
         except BaseException as exc:
             self.capture.target = None
             if isinstance(exc, MemoryError) and self.memory_limit_mb > 0:
@@ -200,6 +198,7 @@ class _Host:
                 done.error = self._error_info(exc)
         finally:
             self.capture.target = None
+            done.watched = self.capture.own_effects(done.watched, done.globs)
             flush()
         done.code_deps = dict(self.capture.code_deps)
         if len(sys.modules) != len(self._seen):
