@@ -223,7 +223,7 @@ class EditorFeatures:
         ))
         return lenses
 
-    def hover(self, params: types.HoverParams) -> types.Hover | None:
+    async def hover(self, params: types.HoverParams) -> types.Hover | None:
         path = _file_path(params.text_document.uri)
         if not path.endswith(".py"):
             return None
@@ -233,7 +233,9 @@ class EditorFeatures:
             return None
         pattern, where = found
         folder = posixpath.dirname(os.path.realpath(path))
-        files, _ = filestate.expand([globs.absolute(pattern, folder)])
+        # A glob may cover a whole tree (`/usr/**/*`): walked in a thread, so the daemon answers
+        # every other request meanwhile.
+        files, _ = await asyncio.to_thread(filestate.expand, [globs.absolute(pattern, folder)])
         rel = [posixpath.relpath(f, folder) for f in files]
         if not rel:
             body = f"`{pattern}` matches no file now."
@@ -331,8 +333,8 @@ def register(ls: LanguageServer, host: EditorHost) -> EditorFeatures:
         return features.code_lens(params)
 
     @ls.feature(types.TEXT_DOCUMENT_HOVER)
-    def hover(params: types.HoverParams) -> types.Hover | None:
-        return features.hover(params)
+    async def hover(params: types.HoverParams) -> types.Hover | None:
+        return await features.hover(params)
 
     @ls.command(PREVIEW_COMMAND)
     async def preview(*args: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ their refresh, hover on watch globs."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +231,26 @@ async def test_hover_on_a_watch_glob_lists_the_files_it_matches(
                                "end": {"line": 3, "character": 21}}
     assert "matches no file" in (await hover(3, 26))["contents"]["value"]
     assert await hover(6, 4) is None  # not on a glob
+
+
+async def test_a_hover_walking_a_whole_tree_does_not_hold_up_other_requests(
+    project: Project, editor: Daemon
+) -> None:
+    wide = project.write("src/wide.vmd.py",
+                         'watch = ["/usr/**/*"]\n\ndef load(ctx):\n    return ""\n')
+    light = project.write("src/light.vmd.py", "def load(ctx):\n    return 'export default 1;'\n")
+    await editor.load(light)
+    # A first hover, so the editor features are loaded and this measures the walk alone.
+    await editor.call("textDocument/hover", {
+        "textDocument": {"uri": uri(light)}, "position": {"line": 0, "character": 0},
+    })
+    hover_id, hovered = editor.start("textDocument/hover", {
+        "textDocument": {"uri": uri(wide)}, "position": {"line": 0, "character": 12},
+    })
+    # /usr holds ~100,000 files here: the walk takes seconds, a cached load a millisecond.
+    load_id, loaded = editor.start("vmd/load", {"id": light})
+    done = await asyncio.wait_for(loaded, 10)
+    assert done["result"]["code"] == "export default 1;"
+    assert not hovered.done(), "the hover was answered first: the load waited for its walk"
+    value = (await asyncio.wait_for(hovered, 60))["result"]["contents"]["value"]
+    assert value.startswith("`/usr/**/*` matches ") and " files:" in value
