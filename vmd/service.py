@@ -311,8 +311,10 @@ class Service:
 
     # -- worker callbacks ------------------------------------------------------------------
 
-    def _on_worker_log(self, loader: str, line: str) -> None:
-        self.notifier.log(f"[{relative_to_root(loader, self.roots)}] {line}")
+    def _on_worker_log(self, loader: str, text: str) -> None:
+        """What a worker printed, in whole lines: one message, each line prefixed."""
+        prefix = f"[{relative_to_root(loader, self.roots)}] "
+        self.notifier.log(prefix + text.replace("\n", "\n" + prefix))
 
     def _on_worker_reload(self, id: str, data: Any) -> None:
         if id in self.store:

@@ -38,7 +38,9 @@ REQUEUE = Outcome("the worker went away before the run reached it: run it elsewh
 class WorkerProcess:
     """One worker process and what the daemon tracks about it.
 
-    `on_log(loader, line)` gets every line it writes to stderr; `on_reload(id, data)` every
+    `on_log(loader, text)` gets what it writes to stderr, in whole lines (those that came
+    together at once, joined by newlines: a loader printing 100,000 lines must not cost 100,000
+    messages of the daemon's event loop); `on_reload(id, data)` every
     `ctx.reload()`; `on_idle_death(worker)` is called when it dies with no run in flight."""
 
     def __init__(
@@ -269,7 +271,7 @@ class WorkerProcess:
                 try:
                     chunk = await asyncio.wait_for(stderr.read(65536), _PARTIAL_LINE_WAIT)
                 except asyncio.TimeoutError:
-                    self._log(buffer.decode("utf-8", "replace").rstrip("\r"))
+                    self._log([buffer.decode("utf-8", "replace").rstrip("\r")])
                     buffer = b""
                     continue
             else:
@@ -281,17 +283,22 @@ class WorkerProcess:
             if len(buffer) > _MAX_LINE:
                 lines.append(buffer)
                 buffer = b""
-            for line in lines:
-                self._log(line.decode("utf-8", "replace").rstrip("\r"))
+            if lines:
+                text = b"\n".join(lines).decode("utf-8", "replace")
+                split = text.split("\n")
+                self._log([line.rstrip("\r") for line in split] if "\r" in text else split)
         if buffer:
-            self._log(buffer.decode("utf-8", "replace").rstrip("\r"))
+            self._log([buffer.decode("utf-8", "replace").rstrip("\r")])
 
-    def _log(self, line: str) -> None:
-        if line.startswith("Fatal Python error"):
-            self.fault = []
-        if self.fault is not None and len(self.fault) < _MAX_FAULT_LINES:
-            self.fault.append(line)
+    def _log(self, lines: list[str]) -> None:
+        text = "\n".join(lines)
+        if self.fault is not None or "Fatal Python error" in text:  # faulthandler's report
+            for line in lines:
+                if line.startswith("Fatal Python error"):
+                    self.fault = []
+                if self.fault is not None and len(self.fault) < _MAX_FAULT_LINES:
+                    self.fault.append(line)
         try:
-            self._on_log(self.loader, line)
+            self._on_log(self.loader, text)
         except Exception:
             logger.exception("vmd: on_log failed")
