@@ -159,6 +159,44 @@ describe('Daemon', () => {
     expect(d.pid).not.toBe(pid)
   })
 
+  describe('memoryLimitMb', () => {
+    // The real daemon, recording the initializationOptions it is started with.
+    function initOptionsRecorded(p: Project): { python: string; options: () => Record<string, unknown> } {
+      p.write(
+        'recording.py',
+        [
+          'import json, sys',
+          'import vmd.server as server',
+          'route = server.VmdServer._route',
+          'def recording(self, body):',
+          '    message = json.loads(body)',
+          '    if message.get("method") == "initialize":',
+          '        with open(sys.argv[1], "w") as f:',
+          '            json.dump(message["params"]["initializationOptions"], f)',
+          '    route(self, body)',
+          'server.VmdServer._route = recording',
+          'from vmd.cli import main',
+          'main(["serve"])',
+          '',
+        ].join('\n'),
+      )
+      p.write('recording-python', `#!/bin/sh\nexec ${python} ${p.path('recording.py')} ${p.path('init-options.json')}\n`)
+      chmodSync(p.path('recording-python'), 0o755)
+      return { python: p.path('recording-python'), options: () => JSON.parse(p.read('init-options.json')) as Record<string, unknown> }
+    }
+
+    test.each([
+      [512, { memoryLimitMb: 512 }],
+      [0, { memoryLimitMb: 0 }], // no limit: sent, not taken for "not given"
+      [undefined, {}], // the daemon's default: nothing sent, not even null
+    ])('%s reaches the daemon as %j', async (memoryLimitMb, sent) => {
+      const p = project({})
+      const recorder = initOptionsRecorded(p)
+      await daemon(p, { python: recorder.python, memoryLimitMb }).start()
+      expect(recorder.options()).toStrictEqual({ mode: 'serve', include: ['**/*.vmd.py'], timeoutMs: 10_000, ...sent })
+    })
+  })
+
   describe('loads asked for in one turn', () => {
     // The real daemon, recording the method of every message it receives (and, for `old`,
     // without vmd/loadMany, as daemons before it were).

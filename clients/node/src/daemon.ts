@@ -48,6 +48,8 @@ export interface DaemonOptions {
   mode: Mode
   include: string[]
   timeoutMs: number
+  /** Each loader process's memory limit in MB; `0`: none. Absent: the daemon's default (a quarter of the machine's or container's memory). */
+  memoryLimitMb?: number
   /** Called for every `vmd/changed` notification. */
   onChanged?: (params: ChangedParams) => void
   /** Called when a daemon that died unexpectedly has been replaced and is ready. */
@@ -206,7 +208,7 @@ export class Daemon {
   }
 
   async #spawn(): Promise<Session> {
-    const { python, root, mode, include, timeoutMs } = this.options
+    const { python, root, mode, include, timeoutMs, memoryLimitMb } = this.options
     this.#stderr.reset()
     const child = spawnChild(python, root, this.#stderr, (line) => this.options.logger?.warn(`[vmd] ${line}`))
     const spawned = child.spawned.catch((error: NodeJS.ErrnoException) => {
@@ -222,7 +224,9 @@ export class Daemon {
       onClose: (closed, reason) => this.#afterClose(closed, reason),
     })
     this.#current = session
-    const result = await initialize(session, root, { mode, include, timeoutMs }, {
+    // Absent unless given: the daemon then picks its own default.
+    const initOptions = { mode, include, timeoutMs, ...(memoryLimitMb === undefined ? {} : { memoryLimitMb }) }
+    const result = await initialize(session, root, initOptions, {
       silenceMs: this.#silenceMs,
       command: `${python} -m vmd serve`,
       stderr: () => this.#stderr.text(),

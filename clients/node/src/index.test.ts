@@ -320,6 +320,21 @@ describe('options', () => {
     expect(error?.kind).toBe('timeout')
     expect(error?.loc).toMatchObject({ file: project.path('src/slow.vmd.py'), line: 4 })
   })
+
+  test('memoryLimitMb: a run that goes over fails with a MemoryError at its line; others are served', async () => {
+    // Up to 4 GB, 16 MB at a time (line 4): without the limit it would take that much.
+    const { server, project } = await start({}, { memoryLimitMb: 300 })
+    project.write('src/greedy.vmd.py', 'def load(ctx):\n    held = []\n    for _ in range(256):\n        held.append(bytearray(16 << 20))\n    return "export default 1"\n')
+    project.write('src/light.vmd.py', 'def load(ctx):\n    return "export default \'light\'"\n')
+    const error = await server.environments.client.transformRequest('/src/greedy.vmd.py').then(
+      () => undefined,
+      (e: unknown) => e as VmdLoaderError,
+    )
+    expect(error?.kind).toBe('error')
+    expect(error?.message).toContain('MemoryError: the loader went over its memory limit of 300 MB (memoryLimitMb)')
+    expect(error?.loc).toMatchObject({ file: project.path('src/greedy.vmd.py'), line: 4 })
+    expect(await clientLoad(server, '/src/light.vmd.py')).toContain("export default 'light'")
+  })
 })
 
 describe('server.fs and strict ids', () => {

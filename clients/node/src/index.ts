@@ -182,6 +182,7 @@ function daemonOptions(config: ResolvedConfig, checked: CheckedOptions, hmr: Hmr
     mode: config.command === 'build' ? 'build' : 'serve',
     include: checked.include,
     timeoutMs: checked.timeoutMs,
+    memoryLimitMb: checked.memoryLimitMb,
     eagerRestart: config.command === 'serve',
     batchLoads: config.command === 'build',
     logger: {

@@ -17,6 +17,12 @@ export interface VmdOptions {
   include?: string | string[]
   /** A loader run taking longer than this (ms) is stopped and reported. Default: 30000. */
   timeoutMs?: number
+  /**
+   * Each loader process's memory limit (MB); a run that goes over fails with a `MemoryError` at
+   * its line, and the daemon carries on. `0`: no limit. Default: a quarter of the machine's (or
+   * the container's) memory.
+   */
+  memoryLimitMb?: number
 }
 
 /** The options with their defaults filled in (`python` stays open: it depends on the root). */
@@ -24,9 +30,11 @@ export interface CheckedOptions {
   python: string | undefined
   include: string[]
   timeoutMs: number
+  /** `undefined`: the daemon's default, and none is sent. */
+  memoryLimitMb: number | undefined
 }
 
-const KNOWN = ['python', 'include', 'timeoutMs']
+const KNOWN = ['python', 'include', 'timeoutMs', 'memoryLimitMb']
 
 // Brace alternatives, a leading negation and extglobs: picomatch reads them, the daemon does not.
 const FOREIGN_GLOB = /[{}]|^!|[?*+@!]\(/
@@ -51,7 +59,7 @@ export function checkOptions(options: unknown): CheckedOptions {
       throw new VmdOptionError(`unknown option "${key}" (the options are ${KNOWN.join(', ')})`)
     }
   }
-  const { python, include, timeoutMs } = given
+  const { python, include, timeoutMs, memoryLimitMb } = given
   if (python !== undefined && (typeof python !== 'string' || python.trim() === '')) {
     throw new VmdOptionError(`option "python" must be the path or name of a Python interpreter, got ${describe(python)}`)
   }
@@ -71,7 +79,15 @@ export function checkOptions(options: unknown): CheckedOptions {
   if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs <= 0)) {
     throw new VmdOptionError(`option "timeoutMs" must be a positive whole number of milliseconds, got ${describe(timeoutMs)}`)
   }
-  return { python: python as string | undefined, include: globs as string[], timeoutMs: (timeoutMs as number | undefined) ?? 30_000 }
+  if (memoryLimitMb !== undefined && (typeof memoryLimitMb !== 'number' || !Number.isInteger(memoryLimitMb) || memoryLimitMb < 0)) {
+    throw new VmdOptionError(`option "memoryLimitMb" must be a whole number of megabytes, 0 or more (0: no limit), got ${describe(memoryLimitMb)}`)
+  }
+  return {
+    python: python as string | undefined,
+    include: globs as string[],
+    timeoutMs: (timeoutMs as number | undefined) ?? 30_000,
+    memoryLimitMb: memoryLimitMb as number | undefined,
+  }
 }
 
 function describe(value: unknown): string {

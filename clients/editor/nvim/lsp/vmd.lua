@@ -9,6 +9,8 @@ return {
   cmd = { 'python3', '-m', 'vmd', 'serve' },
   filetypes = { 'python' },
   root_markers = { 'pyproject.toml', 'package.json', '.git' },
+  -- memoryLimitMb is left out: the daemon's default, a quarter of the machine's memory (set it,
+  -- in MB, or 0 for no limit, with vim.lsp.config).
   init_options = { include = vim.deepcopy(shared.DEFAULT_INCLUDE), timeoutMs = 30000 },
   handlers = {
     ['vmd/changed'] = function(err, result, ctx, config)

@@ -202,6 +202,33 @@ local ok, err = pcall(function()
   wait('a client on the custom-glob loader', function()
     return vmd.clients(extra)[1] ~= nil
   end)
+
+  step('memory_limit_mb: sent only when set; a loader going over it previews as a MemoryError')
+  if vmd.config(project).init_options.memoryLimitMb ~= nil then
+    fail('memoryLimitMb sent without memory_limit_mb set')
+  end
+  vmd.setup({ memory_limit_mb = 300 })
+  if vmd.config(project).init_options.memoryLimitMb ~= 300 then
+    fail('memoryLimitMb is ' .. tostring(vmd.config(project).init_options.memoryLimitMb) .. ', expected 300')
+  end
+  vim.cmd('VmdRestart') -- the running daemons were started without it
+  -- Up to 4 GB, 16 MB at a time (line 4), unless the limit stops it first.
+  local greedy = project .. '/src/greedy.vmd.py'
+  write(greedy, table.concat({
+    'def load(ctx):',
+    '    held = []',
+    '    for _ in range(256):',
+    '        held.append(bytearray(16 << 20))',
+    '    return "export default 1;"',
+    '',
+  }, '\n'))
+  vim.cmd('edit ' .. vim.fn.fnameescape(greedy))
+  vim.cmd('VmdPreview')
+  wait('the preview to show the MemoryError at its line', function()
+    local b = vmd.preview_bufnr(greedy)
+    return b ~= nil
+      and text(b):find(greedy .. ':4: MemoryError: the loader went over its memory limit of 300 MB', 1, true) ~= nil
+  end)
 end)
 
 if not ok then

@@ -9,6 +9,8 @@ export interface Settings {
   python: string;
   include: string[];
   timeoutMs: number;
+  /** Each loader process's memory limit in MB, `0` for none; `undefined`: the daemon's default. */
+  memoryLimitMb: number | undefined;
 }
 
 /** Read `vmd.*` settings for `folder`, resolving the interpreter. */
@@ -16,10 +18,14 @@ export function getSettings(folder: vscode.WorkspaceFolder | undefined): Setting
   const config = vscode.workspace.getConfiguration('vmd', folder?.uri);
   const include = config.get<string[]>('include', [...DEFAULT_INCLUDE]);
   const timeoutMs = config.get<number>('timeoutMs', 30000);
+  const memoryLimitMb = config.get<number | null>('memoryLimitMb', null);
   return {
     python: resolvePython(config.get<string>('python', ''), folder?.uri.fsPath),
     include: Array.isArray(include) && include.length > 0 ? include : [...DEFAULT_INCLUDE],
     timeoutMs: typeof timeoutMs === 'number' && timeoutMs > 0 ? timeoutMs : 30000,
+    memoryLimitMb: typeof memoryLimitMb === 'number' && Number.isInteger(memoryLimitMb) && memoryLimitMb >= 0
+      ? memoryLimitMb
+      : undefined,
   };
 }
 
@@ -48,7 +54,8 @@ export function resolvePython(setting: string, folder: string | undefined): stri
   return win ? 'python' : 'python3';
 }
 
-/** `initializationOptions` for the daemon. */
+/** `initializationOptions` for the daemon; `memoryLimitMb` only when set, else the daemon picks. */
 export function initializationOptions(settings: Settings): Record<string, unknown> {
-  return { mode: 'serve', include: settings.include, timeoutMs: settings.timeoutMs };
+  const { include, timeoutMs, memoryLimitMb } = settings;
+  return { mode: 'serve', include, timeoutMs, ...(memoryLimitMb === undefined ? {} : { memoryLimitMb }) };
 }

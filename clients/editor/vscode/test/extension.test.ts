@@ -13,7 +13,7 @@ import * as vscode from 'vscode';
 import { checkPython, Daemon, loaderSelector } from '../src/daemon';
 import { activate, deactivate } from '../src/extension';
 import { retargetLenses } from '../src/preview';
-import { resolvePython } from '../src/settings';
+import { getSettings, initializationOptions, resolvePython } from '../src/settings';
 
 const REPO = path.resolve(__dirname, '../../../../..');
 const PYTHON = process.env.VMD_PYTHON ?? path.join(REPO, '.venv', 'bin', 'python');
@@ -197,6 +197,21 @@ describe('settings and lenses', () => {
     assert.equal(resolvePython('', folder), path.join(folder, '.venv', 'bin', 'python'));
     fs.rmSync(folder, { recursive: true, force: true });
     assert.equal(resolvePython('', undefined), 'python3');
+  });
+
+  it('sends vmd.memoryLimitMb only when set, 0 included; an unusable one leaves the default', () => {
+    const sent = (value: unknown) => {
+      stub.settings['vmd.memoryLimitMb'] = value;
+      try {
+        return initializationOptions(getSettings(undefined)).memoryLimitMb;
+      } finally {
+        delete stub.settings['vmd.memoryLimitMb'];
+      }
+    };
+    assert.equal(sent(512), 512);
+    assert.equal(sent(0), 0); // no limit, not the default
+    for (const unusable of [null, -1, 1.5, '512']) assert.equal(sent(unusable), undefined, String(unusable));
+    assert.ok(!('memoryLimitMb' in initializationOptions(getSettings(undefined))));
   });
 
   it('hears of the documents the vmd.include globs match, relative to the folder', () => {

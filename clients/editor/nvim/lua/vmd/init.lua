@@ -18,6 +18,9 @@ M.options = {
   python = nil, -- nil: $VMD_PYTHON, else the nearest .venv from the root up, else python3
   include = vim.deepcopy(shared.DEFAULT_INCLUDE),
   timeout_ms = 30000,
+  -- Each loader process's memory limit in MB; 0: none. nil: the daemon's default, a quarter of
+  -- the machine's (or container's) memory.
+  memory_limit_mb = nil,
   root_markers = { 'pyproject.toml', 'package.json', '.git' },
   autostart = true,
   codelens = true,
@@ -140,7 +143,12 @@ function M.config(root)
     cmd = { python, '-m', 'vmd', 'serve' },
     root_dir = root,
     workspace_folders = { { uri = vim.uri_from_fname(root), name = root } },
-    init_options = { include = M.options.include, timeoutMs = M.options.timeout_ms },
+    -- A nil memory_limit_mb leaves memoryLimitMb out, so the daemon uses its default.
+    init_options = {
+      include = M.options.include,
+      timeoutMs = M.options.timeout_ms,
+      memoryLimitMb = M.options.memory_limit_mb,
+    },
     handlers = { ['vmd/changed'] = M.on_changed },
     commands = { ['vmd.preview'] = M.lens_preview },
     on_exit = function(code, _, client_id)
