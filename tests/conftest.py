@@ -29,7 +29,7 @@ class Workers:
         max_starts: int | None = None,
     ) -> None:
         self.root = root
-        self.logs: list[tuple[str, str]] = []
+        self.logs: list[tuple[str, str]] = []  # (loader, line), however the lines came
         self.reloads: list[tuple[str, Any]] = []
         self.pool = WorkerPool(
             roots=[str(root), *extra_roots],
@@ -37,7 +37,7 @@ class Workers:
             timeout_ms=timeout_ms,
             max_workers=max_workers,
             max_starts=max_starts,
-            on_log=lambda loader, line: self.logs.append((loader, line)),
+            on_log=lambda loader, text: self.logs.extend((loader, t) for t in text.split("\n")),
             on_reload=lambda id, data: self.reloads.append((id, data)),
         )
 
