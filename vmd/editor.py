@@ -236,15 +236,14 @@ class EditorFeatures:
         # A glob may cover a whole tree (`/usr/**/*`): walked in a thread, so the daemon answers
         # every other request meanwhile.
         files, _ = await asyncio.to_thread(filestate.expand, [globs.absolute(pattern, folder)])
-        rel = [posixpath.relpath(f, folder) for f in files]
-        if not rel:
+        if not files:
             body = f"`{pattern}` matches no file now."
         else:
-            noun = "file" if len(rel) == 1 else "files"
-            lines = [f"`{pattern}` matches {len(rel)} {noun}:", ""]
-            lines += [f"- `{r}`" for r in rel[:_HOVER_LIMIT]]
-            if len(rel) > _HOVER_LIMIT:
-                lines.append(f"- … and {len(rel) - _HOVER_LIMIT} more")
+            noun = "file" if len(files) == 1 else "files"
+            lines = [f"`{pattern}` matches {len(files)} {noun}:", ""]
+            lines += [f"- `{posixpath.relpath(f, folder)}`" for f in files[:_HOVER_LIMIT]]
+            if len(files) > _HOVER_LIMIT:
+                lines.append(f"- … and {len(files) - _HOVER_LIMIT} more")
             body = "\n".join(lines)
         return types.Hover(
             contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=body),
