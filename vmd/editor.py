@@ -174,9 +174,8 @@ class EditorFeatures:
             failed = PreviewResult(id=id, uri=id_to_uri(id), error=exc.to_data(),
                                    text=_error_text(id, exc))
             return _builtins(failed)
-        assert out.result is not None
-        done = PreviewResult(id=id, uri=id_to_uri(id), code=out.result.code, version=out.version,
-                             text=out.result.code)
+        code = out.code()
+        done = PreviewResult(id=id, uri=id_to_uri(id), code=code, version=out.version, text=code)
         return _builtins(done)
 
     async def reload(self, *args: Any) -> dict[str, Any]:
@@ -265,7 +264,7 @@ class EditorFeatures:
         except VmdError as exc:
             return _error_text(id, exc)
         assert out.result is not None
-        return out.result.code
+        return out.code()
 
     def _runnable(self, path: str) -> bool:
         from vmd.confine import parse_id

@@ -11,7 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from vmd import globs
+from vmd.chunks import Chunks, Encoded
 from vmd.confine import ModuleId
 from vmd.errors import VmdError
 from vmd.filestate import FileState, Sig
@@ -37,9 +40,16 @@ class Outcome:
     loader: str
     version: int = 0
     result: LoadResult | None = None
-    encoded: bytes | None = None
+    encoded: Encoded | None = None  # a large module's in pieces (its result.code is "")
     error: VmdError | None = None
     first: bool = False  # the output of the id's first run (a new module)
+
+    def code(self) -> str:
+        """The module's code (decoded from its pieces for a large one: for the editor)."""
+        assert self.result is not None
+        if isinstance(self.encoded, Chunks) and not self.result.code:
+            return str(msgspec.json.decode(b"".join(self.encoded))["code"])
+        return self.result.code
 
 
 @dataclass(frozen=True, slots=True)

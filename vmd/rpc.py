@@ -16,13 +16,14 @@ from typing import Any
 
 import msgspec
 
+from vmd.chunks import Chunks, Encoded, join
 from vmd.protocol import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 from vmd.transport import ClientConnection
 
 log = logging.getLogger("vmd.rpc")
 
 # How a request ended, encoded: (b"result", value) or (b"error", error object).
-Reply = tuple[bytes, bytes]
+Reply = tuple[bytes, Encoded]
 
 _encoder = msgspec.json.Encoder()
 
@@ -60,7 +61,7 @@ class RpcError(Exception):
         return b"error", error_object(self.code, self.message, self.data)
 
 
-def result(value: bytes) -> Reply:
+def result(value: Encoded) -> Reply:
     """A successful reply whose result is already encoded."""
     return b"result", value
 
@@ -194,7 +195,11 @@ class Rpc:
     # -- output ----------------------------------------------------------------------------
 
     def reply(self, msg_id: bytes, reply: Reply) -> None:
-        self.conn.send(b'{"jsonrpc":"2.0","id":%s,"%s":%s}' % (msg_id, *reply))
+        kind, value = reply
+        if isinstance(value, Chunks):  # a large module: sent in its pieces, never joined
+            self.conn.send(join((b'{"jsonrpc":"2.0","id":%s,"%s":' % (msg_id, kind), value, b"}")))
+        else:
+            self.conn.send(b'{"jsonrpc":"2.0","id":%s,"%s":%s}' % (msg_id, kind, value))
 
     def result(self, msg_id: bytes, value: bytes) -> None:
         self.reply(msg_id, (b"result", value))

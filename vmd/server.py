@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 import msgspec
 
 from vmd import __version__, rpc
+from vmd.chunks import Encoded, join
 from vmd.diagnostics import Publisher
 from vmd.errors import VmdError
 from vmd.inflight import Inflight
@@ -244,8 +245,10 @@ class VmdServer:
                 again = await self._load_all(service, [ids[at] for at in stale])
                 for at, outcome in zip(stale, again, strict=True):
                     outcomes[at] = outcome
-        parts = [b'{"%s":%s}' % outcome for outcome, _ in outcomes]
-        return rpc.result(b'{"results":[%s]}' % b",".join(parts))
+        parts: list[Encoded] = [b'{"results":[']
+        for at, ((kind, value), _) in enumerate(outcomes):
+            parts += [b'%s{"%s":' % (b"," if at else b"", kind), value, b"}"]
+        return rpc.result(join([*parts, b"]}"]))
 
     async def _load_all(self, service: Service, ids: list[str]) -> list[tuple[Reply, int]]:
         """Each id's outcome (see `_outcome`) and the version of the output it is."""

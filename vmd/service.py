@@ -15,6 +15,7 @@ import posixpath
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from vmd.chunks import Encoded
 from vmd.confine import parse_id
 from vmd.errors import LoaderError, VmdError
 from vmd.filestate import signature
@@ -109,7 +110,7 @@ class Service:
 
     # -- the hot path --------------------------------------------------------------------
 
-    def cached(self, id: str) -> bytes | None:
+    def cached(self, id: str) -> Encoded | None:
         """The encoded result of a fresh module whose dependencies are unchanged on disk."""
         return self.store.cached(id)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from vmd.chunks import Encoded, embed
 from vmd.confine import ModuleId
 from vmd.errors import VmdError
 from vmd.filestate import DISK, FileState, Sig
@@ -54,13 +55,10 @@ class Store:
         rec = self._records.get(id)
         return rec.outcome if rec is not None else None
 
-    def loader(self, id: str) -> str:
-        return self._records[id].loader
-
     def running(self, id: str) -> bool:
         return self._records[id].running
 
-    def cached(self, id: str) -> bytes | None:
+    def cached(self, id: str) -> Encoded | None:
         """The encoded result of a fresh module whose dependencies are unchanged on disk (the
         stat re-check that keeps a load racing the watcher from serving stale output)."""
         rec = self._records.get(id)
@@ -96,9 +94,6 @@ class Store:
     def ids_of(self, loader: str) -> list[str]:
         """The ids of every module of the loader at real path `loader`."""
         return [r.id for r in self._records.of_loader(loader)]
-
-    def ids(self) -> list[str]:
-        return list(self._records)
 
     def targets(self) -> set[tuple[str, bool]]:
         """What the watcher must watch: glob bases (recursive when the glob needs it) and every
@@ -356,8 +351,10 @@ class Store:
                 dependencies=rec.dependency_paths(),
                 watch_dirs=rec.glob_dirs(self.files),
             )
+            plain = _encoder.encode(result)  # a large module's code: the worker's JSON pieces
+            encoded: Encoded = embed(plain, b"code", done.code_json) if done.large else plain
             rec.outcome = Outcome(id=rec.id, loader=rec.loader, version=version, result=result,
-                                  encoded=_encoder.encode(result), first=version == rec.first)
+                                  encoded=encoded, first=version == rec.first)
         else:
             rec.outcome = Outcome(id=rec.id, loader=rec.loader, version=version, error=error,
                                   first=version == rec.first)
@@ -408,3 +405,4 @@ class Store:
         """Dependencies whose signature differs from what the last run saw."""
         sig = self.files.signature
         return [path for table in rec.tables() for path, seen in table.items() if sig(path) != seen]
+

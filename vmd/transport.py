@@ -15,6 +15,8 @@ import stat
 import threading
 from collections.abc import Callable
 
+from vmd.chunks import Chunks, Encoded
+
 log = logging.getLogger("vmd.transport")
 
 _MAX_HEADER = 8192
@@ -23,6 +25,8 @@ _MAX_HEADER = 8192
 # growing the daemon), and below which reading starts again.
 OUTPUT_HIGH = 64 << 20
 OUTPUT_LOW = 16 << 20
+# Output is written in steps of about this much (see `ClientConnection.flush`).
+_STEP = 1 << 20
 
 
 class FrameError(ValueError):
@@ -131,7 +135,7 @@ class _Writer(asyncio.Protocol):
         self._conn = conn
 
     def resume_writing(self) -> None:
-        self._conn._drained()
+        self._conn._resumed()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._conn._drained()  # the output is gone: nothing waits for the client any more
@@ -172,7 +176,7 @@ class ClientConnection:
         self._on_frame_error = on_frame_error
         self._framer = Framer()
         self._out: asyncio.WriteTransport | _FileWriter | None = None
-        self._pending: list[bytes] = []
+        self._pending: collections.deque[bytes] = collections.deque()
         self._pending_size = 0
         self._flush_scheduled = False
         self._inbox: collections.deque[bytes] = collections.deque()  # read, not yet handled
@@ -191,8 +195,9 @@ class ClientConnection:
             wfile = os.fdopen(out_fd, "wb", buffering=0, closefd=False)
             self._out, _ = await loop.connect_write_pipe(lambda: _Writer(self), wfile)
             # asyncio calls resume_writing once the buffer is down to `low`, but only if it
-            # went past `high`: past OUTPUT_LOW, so it does whenever reading was paused.
-            self._out.set_write_buffer_limits(high=OUTPUT_LOW, low=OUTPUT_LOW)
+            # went past `high`: flush stops past _STEP, and reading pauses only past
+            # OUTPUT_HIGH, so it does whenever output waits or reading was paused.
+            self._out.set_write_buffer_limits(high=_STEP, low=_STEP // 2)
         else:  # a regular file (output kept for reading later): asyncio cannot poll it
             self._out = _FileWriter(out_fd)
         if _pollable(in_fd):
@@ -262,29 +267,53 @@ class ClientConnection:
                 log.warning("protocol framing: %s; dropped", unfinished)
             self._on_close()
 
-    def send(self, body: bytes) -> None:
-        """Queue one message body for writing (thread-safe)."""
-        self.write(frame(body))
+    def send(self, body: Encoded) -> None:
+        """Queue one message body for writing (thread-safe); a large module's is `Chunks`."""
+        if isinstance(body, Chunks):
+            self._queue((b"Content-Length: %d\r\n\r\n" % body.size, *body))
+        else:
+            self._queue((frame(body),))
 
     def write(self, data: bytes) -> None:
         """Queue already framed bytes (pygls' writer interface; thread-safe)."""
+        self._queue((data,))
+
+    def _queue(self, pieces: tuple[bytes, ...]) -> None:
         if threading.get_ident() != self._thread and self._loop is not None:
-            self._loop.call_soon_threadsafe(self.write, data)
+            self._loop.call_soon_threadsafe(self._queue, pieces)
             return
-        self._pending.append(data)
-        self._pending_size += len(data)
+        self._pending.extend(pieces)
+        self._pending_size += sum(map(len, pieces))
         if not self._flush_scheduled and self._loop is not None:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
+        """Write what is queued in steps of about `_STEP`, while the pipe holds no more than
+        that unsent: a large module goes out as the client reads it (the rest when the pipe
+        drains: `resume_writing`), and the event loop runs between steps."""
         self._flush_scheduled = False
-        if self._pending and self._out is not None and not self._out.is_closing():
-            self._out.write(b"".join(self._pending))
-        self._pending.clear()
-        self._pending_size = 0
+        out, pending = self._out, self._pending
+        if out is None or out.is_closing():
+            pending.clear()
+            self._pending_size = 0
+            return
+        while pending and out.get_write_buffer_size() <= _STEP:
+            batch = [pending.popleft()]
+            size = len(batch[0])
+            while pending and size + len(pending[0]) <= _STEP:
+                batch.append(pending.popleft())
+                size += len(batch[-1])
+            out.write(batch[0] if len(batch) == 1 else b"".join(batch))
+            self._pending_size -= size
         if not self._may_read.is_set():
-            self._drained()  # written through at once: no resume_writing will come
+            self._drained()  # written through at once: no resume_writing may come
+
+    def _resumed(self) -> None:
+        """The client read enough of what the pipe held: write more, read again."""
+        if self._pending:
+            self.flush()
+        self._drained()
 
     def close(self) -> None:
         """pygls calls this on `exit`; the daemon closes the pipe itself when it stops."""
@@ -297,6 +326,6 @@ class ClientConnection:
         if out is None:
             return
         for _ in range(200):
-            if out.is_closing() or out.get_write_buffer_size() == 0:
+            if out.is_closing() or not self._pending and out.get_write_buffer_size() == 0:
                 return
             await asyncio.sleep(0.005)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
 
+from vmd import chunks
 from vmd.filestate import Sig
 
 HEADER = struct.Struct(">I")
@@ -96,6 +98,17 @@ class Done(_Msg, tag="done"):
     # Modules from outside the project first imported by this run (what a preloader may import).
     modules: list[str] = []
     out_of_memory: bool = False  # the run met the memory limit: replace this process
+    large: bool = False  # `code` came before, in Parts (then it is "" here)
+    # The daemon's own: the Parts it received for this Done, never sent by the worker.
+    code_json: list[bytes] = []
+
+
+class Part(_Msg, tag="part"):
+    """Before the Done of a large module: a piece of its code, encoded as a JSON string (the
+    pieces of one run, in order, make it whole; see `vmd.chunks`)."""
+
+    seq: int
+    data: bytes
 
 
 class ReloadRequest(_Msg, tag="reload"):
@@ -118,7 +131,7 @@ class Stopped(_Msg, tag="stopped"):
 
 
 ToWorker = Assign | Run | Forget | Stop | Dump
-FromWorker = Ready | Done | ReloadRequest | Stack | Stopped
+FromWorker = Ready | Part | Done | ReloadRequest | Stack | Stopped
 
 
 # daemon <-> preloader (`vmd.workers.preloader`) ----------------------------------------------
@@ -186,6 +199,27 @@ def frame(msg: _Msg) -> bytes:
     """Encode one message with its 4-byte length prefix."""
     body = _encoder.encode(msg)
     return HEADER.pack(len(body)) + body
+
+
+def answer(done: Done, loader: str, load_line: Callable[[], int]) -> list[bytes]:
+    """The frames that answer a Run: its Done, after the Parts of a large module's code. A
+    result that cannot be sent becomes the loader's TypeError at its `def load` line."""
+    try:
+        parts = []
+        if len(done.code) > chunks.LARGE:
+            blob = msgspec.json.encode(done.code)  # the daemon sends it on as it is
+            parts = [frame(Part(seq=done.seq, data=p)) for p in chunks.split(blob)]
+            done.code, done.large = "", True
+        return [*parts, frame(done)]
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        what = "a map" if done.map is not None and unsendable(done.map) else "code"
+        done.map, done.ok, done.code, done.large = None, False, "", False
+        done.error = ErrorInfo(
+            message=f"TypeError: load() returned {what} that cannot be sent: {exc}",
+            file=loader,
+            line=load_line(),
+        )
+        return [frame(done)]
 
 
 def read_exact(fd: int, n: int) -> bytes | None:

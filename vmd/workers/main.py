@@ -117,20 +117,8 @@ class _Host:
             msg = self._queue.get()
             if isinstance(msg, ipc.Run):
                 done = self._run(msg)
-                try:
-                    payload = ipc.frame(done)
-                except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-                    unsendable_map = done.map is not None and ipc.unsendable(done.map)
-                    what = "a map" if unsendable_map else "code"
-                    done.map = None
-                    done.ok, done.code = False, ""
-                    done.error = ipc.ErrorInfo(
-                        message=f"TypeError: load() returned {what} that cannot be sent: {exc}",
-                        file=self.loader,
-                        line=self._line_of("load"),
-                    )
-                    payload = ipc.frame(done)
-                self._write(payload)
+                for payload in ipc.answer(done, self.loader, lambda: self._line_of("load")):
+                    self._write(payload)
             elif isinstance(msg, ipc.Assign):
                 try:
                     self._assign(msg)

@@ -73,6 +73,7 @@ class WorkerProcess:
         self.front: int | None = None
         self._clock: asyncio.TimerHandle | None = None
         self._stack: asyncio.Future[ipc.Stack] | None = None
+        self._parts: list[bytes] = []  # the code of a large module, before its Done
         self.dead = False  # the protocol pipe closed: the process is gone or going
         self.retired = False  # replaced, evicted or killed: takes no new runs
         self.group_gone = False  # never signal the group again (its pid may be reused)
@@ -240,7 +241,11 @@ class WorkerProcess:
                 self._on_idle_death(self)
 
     def _dispatch(self, msg: ipc.FromWorker) -> None:
-        if isinstance(msg, ipc.Done):
+        if isinstance(msg, ipc.Part):
+            self._parts.append(msg.data)
+        elif isinstance(msg, ipc.Done):
+            if msg.large:
+                msg.code_json, self._parts = self._parts, []
             future = self.inflight.pop(msg.seq, None)
             if future is not None and not future.done():
                 future.set_result(msg)
