@@ -134,6 +134,10 @@ class Record:
         """Every path -> signature table of the last run."""
         return (self.code_deps, self.instance_deps, self.watched, self.data_deps)
 
+    def many_dependencies(self, limit: int | None) -> bool:
+        """Whether it has more than `limit` paths to re-stat (None: no limit)."""
+        return limit is not None and sum(map(len, self.tables())) > limit
+
     def tracks(self, path: str) -> bool:
         return any(path in table for table in self.tables())
 

@@ -58,11 +58,12 @@ class Store:
     def running(self, id: str) -> bool:
         return self._records[id].running
 
-    def cached(self, id: str) -> Encoded | None:
+    def cached(self, id: str, stat_limit: int | None = None) -> Encoded | None:
         """The encoded result of a fresh module whose dependencies are unchanged on disk (the
-        stat re-check that keeps a load racing the watcher from serving stale output)."""
+        stat re-check that keeps a load racing the watcher from serving stale output). None
+        too for one with more than `stat_limit` dependencies: ask the watcher (`fenced`)."""
         rec = self._records.get(id)
-        if rec is None or not rec.fresh or rec.running:
+        if rec is None or not rec.fresh or rec.running or rec.many_dependencies(stat_limit):
             return None
         self._records.touch(id)
         encoded = rec.outcome.encoded
@@ -74,6 +75,11 @@ class Store:
                 if sig(path) != seen:
                     return None
         return encoded
+
+    def fenced(self, id: str, stat_limit: int) -> bool:
+        """Whether `id` is fresh with more than `stat_limit` dependencies (see `cached`)."""
+        rec = self._records[id]
+        return rec.fresh and not rec.running and rec.many_dependencies(stat_limit)
 
     def needs_run(self, id: str) -> bool:
         """Whether a load must wait for a run: the output is stale, or a run is under way."""
@@ -247,13 +253,8 @@ class Store:
 
     def recheck_all(self) -> list[Mark]:
         """Re-check every module that has run and is not running (after a watcher restart)."""
-        marks: list[Mark] = []
-        for rec in self._records.values():
-            if rec.version > 0 and not rec.running:
-                mark = self.recheck(rec.id)
-                if mark is not None:
-                    marks.append(mark)
-        return marks
+        recs = [rec for rec in self._records.values() if rec.version > 0 and not rec.running]
+        return [mark for rec in recs if (mark := self.recheck(rec.id)) is not None]
 
     def mark_stale(
         self, id: str, reason: ChangeReason, events: list[FileEvent], *, notify: bool = True

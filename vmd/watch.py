@@ -19,6 +19,8 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 
+from vmd.fence import Fences, with_fence
+
 logger = logging.getLogger("vmd.watch")
 
 # After a watch task fails, wait this long before re-resolving and starting it again, so a
@@ -53,6 +55,7 @@ class Watcher:
         roots: the workspace roots: the folders above a watched one are watched up to the
             parent of the root it is in (only its parent when it is in none). None: only the
             folders the targets need.
+        fences: keep a private folder watched by every task, for `fence`.
 
     Example:
         >>> watcher = Watcher(lambda paths: print(sorted(paths)))  # doctest: +SKIP
@@ -68,8 +71,10 @@ class Watcher:
         step_ms: int = 1,
         debounce_ms: int = 100,
         roots: Iterable[str] | None = None,
+        fences: bool = False,
     ) -> None:
         self._on_changes = on_changes
+        self._fences = Fences() if fences else None
         self._roots = None if roots is None else [os.path.normpath(os.path.abspath(r))
                                                   for r in roots]
         self._on_restart = on_restart
@@ -118,9 +123,21 @@ class Watcher:
             return
         self._set_targets(new)
 
+    async def fence(self) -> bool:
+        """Whether every change made before this call has been delivered to `on_changes`:
+        True once each watch task reported a fence (see `vmd.fence`); False when that cannot
+        be told (no fences, a task not live yet, a new set of folders on its way): re-stat."""
+        tasks = {recursive for recursive, task in self._tasks.items() if task.live}
+        if (self._fences is None or not tasks or len(tasks) != len(self._tasks)
+                or self._sync_scheduled or self._closed):
+            return False
+        return await self._fences.wait(tasks)
+
     async def close(self) -> None:
         """Stop every watch task and wait for them; the watcher cannot be used afterwards."""
         self._closed = True
+        if self._fences is not None:
+            self._fences.close()
         tasks = list(self._tasks.values())
         self._tasks.clear()
         for task in tasks:
@@ -156,6 +173,7 @@ class Watcher:
             logger.exception("vmd.watch: could not resolve watch targets")
             return
         self._sensitive = sensitive
+        folders = {r: with_fence(folders[r], self._fences) for r in (True, False)}
         for recursive in (True, False):
             task = self._tasks.get(recursive)
             if folders[recursive] != self._folders[recursive] or (task and task.replaced()):
@@ -172,6 +190,7 @@ class Watcher:
 
     def _live(self, task: _WatchTask) -> None:
         """A task's watchfiles watch is established: tell the owner to re-stat (once per tick)."""
+        task.live = True
         if self._tasks.get(task.recursive) is not task or self._on_restart is None:
             return
         if not self._restart_scheduled and self._loop is not None:
@@ -190,6 +209,10 @@ class Watcher:
     def _deliver(self, task: _WatchTask, paths: set[str]) -> None:
         if self._closed:
             return
+        if self._fences is not None:  # a fence waiter resumes after on_changes has run
+            paths = self._fences.seen(task.recursive, paths)
+            if not paths:
+                return
         try:
             self._on_changes(paths)
         except Exception:
@@ -219,6 +242,7 @@ class _WatchTask:
         # Which folder each is now: one replaced under the same name needs a new OS watch.
         self.identity = {folder: _identity(folder) for folder in folders}
         self.moved = False  # a folder it watches was itself reported changed
+        self.live = False  # its OS watch is established: it reports every change from now
         # watchfiles polls this from its worker thread every `step` ms.
         self._stop = threading.Event()
         self._task = asyncio.get_running_loop().create_task(

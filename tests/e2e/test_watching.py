@@ -239,6 +239,27 @@ async def test_load_right_after_a_write_is_never_stale(project: Project, daemon:
         assert exported(result)["texts"] == {"data/a.txt": text}, f"stale at write {i}"
 
 
+async def test_a_load_right_after_a_write_is_never_stale_among_thousands_of_watched_files(
+    project: Project, daemon: Daemon
+) -> None:
+    # Past what a load re-stats (the watcher's fence vouches for the files instead).
+    folder = project.path("src/data")
+    os.makedirs(folder)
+    for n in range(1_500):
+        with open(os.path.join(folder, f"f{n:04d}.txt"), "w") as f:
+            f.write("-")
+    project.write("src/data/a.txt", "v000")
+    loader = texts_loader(project)
+    await daemon.load(loader)
+    for i in range(1, 21):
+        text = f"v{i:03d}"
+        project.write("src/data/a.txt" if i % 2 else "src/data/f0700.txt", text)
+        texts = exported(await daemon.load(loader))["texts"]
+        assert texts["data/a.txt" if i % 2 else "data/f0700.txt"] == text, f"stale at write {i}"
+    project.write("src/data/new.txt", "new")  # a file appearing among them, too
+    assert exported(await daemon.load(loader))["texts"]["data/new.txt"] == "new"
+
+
 # TEXTS, but a re-run says it started and then holds until the test opens the gate (paths
 # outside what it watches, tested with os.path only, so neither is one of its inputs).
 GATED = """

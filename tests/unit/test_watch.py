@@ -367,3 +367,37 @@ def test_guards_inside_a_recursive_watch_are_left_to_it(root: Path) -> None:
     )
     flat = {str(root / "a" / "b"), str(root), str(root.parent)}  # not a: watched recursively
     assert folders == {True: {str(root / "a")}, False: flat}
+
+
+async def test_a_fence_passes_only_once_every_change_made_before_it_was_delivered(
+    tmp_path: Path,
+) -> None:
+    flat, deep = tmp_path / "flat", tmp_path / "deep" / "er"
+    flat.mkdir()
+    deep.mkdir(parents=True)
+    rec = Recorder(fences=True)
+    rec.watcher.watch([(str(flat), False), (str(tmp_path / "deep"), True)])
+    await settled(rec.watcher)
+    await rec.restarted(1)
+    for i in range(30):
+        target = (flat if i % 2 else deep) / f"file{i}.txt"
+        target.write_text(str(i))
+        assert await rec.watcher.fence()
+        assert str(target) in rec.seen, f"change {i} came after the fence"
+    # The fences' own files are never reported as changes.
+    assert not any("vmd-fence-" in p for p in rec.seen)
+    await rec.watcher.close()
+
+
+async def test_there_is_no_fence_while_nothing_is_watched_or_without_fences(
+    tmp_path: Path,
+) -> None:
+    rec = Recorder(fences=True)
+    assert not await rec.watcher.fence()
+    plain = Recorder()
+    plain.watcher.watch([(str(tmp_path), False)])
+    await settled(plain.watcher)
+    await plain.restarted(1)
+    assert not await plain.watcher.fence()
+    await rec.watcher.close()
+    await plain.watcher.close()
