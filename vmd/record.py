@@ -178,7 +178,8 @@ class Index:
     """Which ids depend on which paths and globs: what a file change may concern."""
 
     def __init__(self) -> None:
-        # exact path -> ids depending on it (code deps, data deps, watched files and folders)
+        # exact path -> ids depending on it (code and data deps; the files a glob matched are
+        # found through the glob: 100,000 of them must not cost 100,000 entries and watch targets)
         self._by_path: dict[str, set[str]] = {}
         # absolute glob pattern -> ids watching it
         self._by_glob: dict[str, set[str]] = {}
@@ -225,4 +226,3 @@ def _paths(rec: Record) -> Iterable[str]:
     yield from rec.code_deps
     yield from rec.instance_deps
     yield from rec.data_deps
-    yield from (p for p in rec.watched if p in rec.watched_files)

@@ -334,8 +334,7 @@ class Store:
         if done is not None:
             rec.globs = list(done.globs)
             rec.watched = dict(done.watched)
-            rec.watched_files = {posixpath.normpath(posixpath.join(rec.folder, f))
-                                 for f in done.watched_files}
+            rec.watched_files = set(done.watched_files)
             rec.code_deps = dict(done.code_deps)
             rec.instance_deps = dict(done.instance_deps)
             rec.data_deps = dict(done.data_deps)
@@ -348,7 +347,7 @@ class Store:
                 code=done.code,
                 map=done.map,
                 version=version,
-                watch_files=sorted(rec.watched_files),
+                watch_files=done.watched_files,
                 dependencies=rec.dependency_paths(),
                 watch_dirs=rec.glob_dirs(self.files),
             )

@@ -88,7 +88,7 @@ class Done(_Msg, tag="done"):
     error: ErrorInfo | None = None
     # Absolute, normalised glob patterns from `watch`.
     globs: list[str] = []
-    # Files the globs matched, relative to the loader folder, sorted (ctx.watched_files).
+    # Files the globs matched, absolute, sorted (ctx.watched_files has them relative).
     watched_files: list[str] = []
     # Absolute path -> signature, as seen when the run used them.
     watched: dict[str, Sig] = {}  # the watched files and every folder the globs walked
